@@ -1,0 +1,489 @@
+"""Curation speed, memory and accuracy against peers, on one deterministic planted corpus.
+
+    python benchmarks/curation.py --docs 200000 --rss-docs 1000000
+
+Builds a corpus (Zipf vocabulary, ~300-word documents, 2% exact duplicates, 10% near-duplicates
+at planted Jaccard levels 0.5/0.7/0.85/0.9/0.95, 1% documents carrying a benchmark item) and a
+benchmark set (10k items), then times, each in its own single-threaded process:
+- near-dup: ours (exact + MinHash LSH, `steps.curation`), datasketch MinHashLSH, rensa
+  RMinHashLSH and datatrove's MinHash pipeline (whitespace tokenizer: str.split), all from the
+  same Parquet;
+- decontamination (8-grams): ours (Tülu rule and strict), a plain Python set scan, a polars
+  explode-and-join;
+- ours on the --rss-docs corpus (exact + near-dup + decontamination) for peak RSS.
+Per-core throughput = documents / CPU seconds of the process (user + system, all its threads and
+children); every worker runs with POLARS_MAX_THREADS/NUMBA_NUM_THREADS/RAYON_NUM_THREADS/
+OMP_NUM_THREADS = 1. Precision and recall are over document pairs: a predicted pair is two rows
+a system put in one cluster (positive if their exact 5-gram Jaccard is >= 0.8); recall is the share
+of planted pairs with exact Jaccard >= 0.8 that a system put in one cluster. Peers run with
+datatrove's default 14 bands x 8 rows (112 permutations), ours with its defaults (32 x 8 + exact
+verification). Peers need the `bench` extra: datasketch, rensa, datatrove.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+VOCAB = 50_000
+ZIPF = 1.1
+BATCH = 10_000  # corpus generation batch; planted pairs stay within a batch
+LEVELS = (0.5, 0.7, 0.85, 0.9, 0.95)
+SHINGLE = 5
+PEER_BANDS, PEER_ROWS = 14, 8
+ONE_THREAD = {name: "1" for name in (
+    "POLARS_MAX_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS", "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+# ---------------------------------------------------------------- corpus
+def _vocabulary(rng: np.random.Generator) -> np.ndarray:
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+    seen: dict[bytes, None] = {}
+    while len(seen) < VOCAB:
+        for length in rng.integers(2, 11, VOCAB):
+            seen.setdefault(letters[rng.integers(0, 26, length)].tobytes(), None)
+    return np.array([w.decode() for w in list(seen)[:VOCAB]], dtype=object)
+
+
+def _zipf_words(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
+    return np.searchsorted(cdf, rng.random(n)).astype(np.int32)
+
+
+def _shingles(words: np.ndarray) -> set[tuple[int, ...]]:
+    return {tuple(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    sa, sb = _shingles(a), _shingles(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def _variant(rng: np.random.Generator, cdf: np.ndarray, source: np.ndarray,
+             level: float) -> np.ndarray:
+    """`source` with m words replaced at positions >= 5 apart, m chosen so Jaccard ≈ level."""
+    shingles = len(source) - SHINGLE + 1
+    m = max(1, round(shingles * (1 - level) / (SHINGLE * (1 + level))))
+    slots = rng.choice(len(source) // SHINGLE, size=m, replace=False) * SHINGLE
+    out = source.copy()
+    out[slots] = _zipf_words(rng, cdf, m)
+    return out
+
+
+def build_corpus(workdir: Path, docs: int, items: int, seed: int = 0) -> None:
+    """corpus.parquet (id, text), bench.jsonl (question), truth.parquet (planted pairs/leaks)."""
+    rng = np.random.default_rng(seed)
+    vocab = _vocabulary(rng)
+    weights = 1.0 / np.arange(1, VOCAB + 1) ** ZIPF
+    cdf = np.cumsum(weights) / weights.sum()
+    bench = [_zipf_words(rng, cdf, int(k)) for k in rng.integers(20, 61, items)]
+    with open(workdir / "bench.jsonl", "w") as f:
+        for item in bench:
+            f.write(json.dumps({"question": " ".join(vocab[item])}) + "\n")
+    writer = None
+    truth: dict[str, list] = {"a": [], "b": [], "kind": [], "level": [], "jaccard": []}
+    for start in range(0, docs, BATCH):
+        n = min(BATCH, docs - start)
+        lengths = rng.integers(250, 351, n)
+        body = [_zipf_words(rng, cdf, int(k)) for k in lengths]
+        roles = rng.permutation(n)  # disjoint sources and targets for each planting
+        n_exact, n_near, n_leak = round(n * 0.02), round(n * 0.10), round(n * 0.01)
+        exact_src, exact_dst = roles[:n_exact], roles[n_exact:2 * n_exact]
+        near_src = roles[2 * n_exact:2 * n_exact + n_near]
+        near_dst = roles[2 * n_exact + n_near:2 * n_exact + 2 * n_near]
+        leak = roles[2 * n_exact + 2 * n_near:2 * n_exact + 2 * n_near + n_leak]
+        for s, d in zip(exact_src, exact_dst, strict=True):
+            body[d] = body[s].copy()
+            truth["a"].append(start + s), truth["b"].append(start + d)
+            truth["kind"].append("exact"), truth["level"].append(1.0), truth["jaccard"].append(1.0)
+        for i, (s, d) in enumerate(zip(near_src, near_dst, strict=True)):
+            level = LEVELS[i % len(LEVELS)]
+            body[d] = _variant(rng, cdf, body[s], level)
+            truth["a"].append(start + s), truth["b"].append(start + d)
+            truth["kind"].append("near"), truth["level"].append(level)
+            truth["jaccard"].append(jaccard(body[s], body[d]))
+        for d in leak:
+            item = int(rng.integers(0, items))
+            at = int(rng.integers(0, len(body[d]) - len(bench[item])))
+            body[d] = body[d].copy()
+            body[d][at:at + len(bench[item])] = bench[item]
+            truth["a"].append(start + d), truth["b"].append(item)
+            truth["kind"].append("leak"), truth["level"].append(0.0), truth["jaccard"].append(0.0)
+        flat = pa.array(vocab[np.concatenate(body)].tolist(), pa.string())
+        offsets = np.concatenate([[0], np.cumsum([len(b) for b in body])]).astype(np.int32)
+        text = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), flat), " ")
+        table = pa.table({"id": [f"doc{start + i:08d}" for i in range(n)], "text": text})
+        writer = writer or pq.ParquetWriter(workdir / "corpus.parquet", table.schema)
+        writer.write_table(table, row_group_size=BATCH)
+    writer.close()
+    pq.write_table(pa.table(truth), workdir / "truth.parquet")
+
+
+# ---------------------------------------------------------------- systems (run in workers)
+def _texts(corpus: Path, rows: int = BATCH):
+    for batch in pq.ParquetFile(corpus).iter_batches(batch_size=rows, columns=["text"]):
+        yield from batch.column(0).to_pylist()
+
+
+def _peer_shingles(text: str) -> list[bytes]:
+    words = text.lower().split()
+    return [" ".join(words[i:i + SHINGLE]).encode() for i in range(max(len(words) - SHINGLE + 1, 1))]
+
+
+def run_ours_near(workdir: Path) -> np.ndarray:
+    from steps.curation.config import CurationConfig, FilterConfig
+    from steps.curation.run import analyse
+    from steps.curation.sources import ConfigInput
+
+    config = CurationConfig(text_column="text", filters=FilterConfig(min_words=0, refusal=False),
+                            token_sample=0)
+    decisions = analyse([ConfigInput("default", (workdir / "corpus.parquet",))], config, False)
+    return _pairs_from_duplicate_of(decisions.duplicate_of)
+
+
+def run_datasketch(workdir: Path) -> np.ndarray:
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(num_perm=PEER_BANDS * PEER_ROWS, params=(PEER_BANDS, PEER_ROWS))
+    edges = []
+    for i, text in enumerate(_texts(workdir / "corpus.parquet")):
+        m = MinHash(num_perm=PEER_BANDS * PEER_ROWS)
+        m.update_batch(_peer_shingles(text))
+        edges += [(j, i) for j in lsh.query(m)]
+        lsh.insert(i, m)
+    return _cluster_pairs(np.array(edges, dtype=np.int64).reshape(-1, 2))
+
+
+def run_rensa(workdir: Path) -> np.ndarray:
+    from rensa import RMinHash, RMinHashLSH
+
+    lsh = RMinHashLSH(threshold=0.8, num_perm=PEER_BANDS * PEER_ROWS, num_bands=PEER_BANDS)
+    edges = []
+    for i, text in enumerate(_texts(workdir / "corpus.parquet")):
+        m = RMinHash(num_perm=PEER_BANDS * PEER_ROWS, seed=1)
+        m.update([s.decode() for s in _peer_shingles(text)])
+        edges += [(j, i) for j in lsh.query(m)]
+        lsh.insert(i, m)
+    return _cluster_pairs(np.array(edges, dtype=np.int64).reshape(-1, 2))
+
+
+def run_datatrove(workdir: Path) -> np.ndarray:
+    import struct
+
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    class SplitTokenizer(WordTokenizer):
+        """str.split: datatrove's own WhitespaceTokenizer calls spaCy's "xx" tokenizer, which
+        is slower (and needs spacy); plain splitting favours datatrove."""
+
+        def word_tokenize(self, text: str) -> list[str]:
+            return text.split()
+
+        def sent_tokenize(self, text: str) -> list[str]:
+            return [text]
+
+        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+            return [(0, len(text))]
+
+    import xxhash
+    from datatrove.utils.hashes import xxhash as datatrove_xxhash
+
+    # datatrove 0.10.1 passes str to xxhash, which xxhash >= 4 rejects: encode, as xxhash 3 did.
+    datatrove_xxhash.xxhash64 = lambda data: xxhash.xxh64_intdigest(
+        data.encode() if isinstance(data, str) else data)
+    config = MinhashConfig(n_grams=SHINGLE, num_buckets=PEER_BANDS, hashes_per_bucket=PEER_ROWS)
+    out = workdir / "datatrove"
+    reader = ParquetReader(str(workdir), glob_pattern="corpus.parquet", text_key="text",
+                           id_key="id")
+    stages = [
+        ([reader, MinhashDedupSignature(output_folder=str(out / "sigs"), config=config,
+                                        language=SplitTokenizer())], 1),
+        ([MinhashDedupBuckets(input_folder=str(out / "sigs"), output_folder=str(out / "buckets"),
+                              config=config)], PEER_BANDS),
+        ([MinhashDedupCluster(input_folder=str(out / "buckets"), output_folder=str(out / "ids"),
+                              config=config, save_cluster_id=True)], 1),
+    ]
+    for i, (pipeline, tasks) in enumerate(stages):
+        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1,
+                              logging_dir=str(out / f"logs{i}")).run()
+    raw = b"".join(p.read_bytes() for p in sorted((out / "ids").glob("*.clusters")))
+    doc_cluster = np.array(list(struct.iter_unpack("<II", raw)), dtype=np.int64).reshape(-1, 2)
+    return _pairs_from_labels(doc_cluster[:, 0], doc_cluster[:, 1])
+
+
+def run_ours_decont(workdir: Path, mode: str) -> np.ndarray:
+    from steps.curation.config import CurationConfig, FilterConfig
+    from steps.curation.run import analyse
+    from steps.curation.sources import ConfigInput
+
+    config = CurationConfig(text_column="text", filters=FilterConfig(min_words=0, refusal=False),
+                            exact_dedup=False, near_dup=False, decontamination=mode,
+                            benchmarks=[str(workdir / "bench.jsonl")], token_sample=0)
+    decisions = analyse([ConfigInput("default", (workdir / "corpus.parquet",))], config, False)
+    return np.flatnonzero(decisions.reason >= 0)
+
+
+def _bench_grams(workdir: Path) -> set[tuple[str, ...]]:
+    grams = set()
+    with open(workdir / "bench.jsonl") as f:
+        for line in f:
+            words = json.loads(line)["question"].lower().split()
+            grams.update(zip(*[words[i:] for i in range(8)], strict=False))
+    return grams
+
+
+def run_python_set(workdir: Path) -> np.ndarray:
+    grams = _bench_grams(workdir)
+    flagged = []
+    for i, text in enumerate(_texts(workdir / "corpus.parquet")):
+        words = text.lower().split()
+        if not grams.isdisjoint(zip(*[words[k:] for k in range(8)], strict=False)):
+            flagged.append(i)
+    return np.array(flagged, dtype=np.int64)
+
+
+def run_polars_join(workdir: Path) -> np.ndarray:
+    import polars as pl
+
+    def gram_frame(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        words = (frame.with_row_index("doc").select("doc", pl.col(column).str.to_lowercase()
+                                                    .str.split(" ").alias("w")).explode("w"))
+        shifted = [pl.col("w").shift(-k).over("doc") for k in range(8)]
+        return words.select("doc", pl.concat_str(shifted, separator=" ").alias("g")).drop_nulls()
+
+    bench = gram_frame(pl.read_ndjson(workdir / "bench.jsonl"), "question").select("g").unique()
+    flagged, offset = [], 0
+    for batch in pl.scan_parquet(workdir / "corpus.parquet").select("text").collect_batches(
+            chunk_size=BATCH):
+        hits = gram_frame(batch, "text").join(bench, on="g", how="semi").get_column("doc").unique()
+        flagged.append(hits.to_numpy().astype(np.int64) + offset)
+        offset += batch.height
+    return np.sort(np.concatenate(flagged))
+
+
+def run_ours_rss(workdir: Path) -> np.ndarray:
+    """The whole `curate()` (exact + near-dup + decontamination, output written) for peak RSS."""
+    from steps.curation.config import CurationConfig, FilterConfig
+    from steps.curation.run import REMOVED_FILE, curate
+
+    config = CurationConfig(text_column="text", filters=FilterConfig(min_words=0, refusal=False),
+                            benchmarks=[str(workdir / "bench.jsonl")], token_sample=0)
+    curate(str(workdir / "corpus.parquet"), workdir / "curated", config, progress=False)
+    return pq.read_table(workdir / "curated" / REMOVED_FILE, columns=["row"]).column(0).to_numpy()
+
+
+_OURS = ("steps.curation.run",)
+IMPORTS = {"ours": _OURS, "ours-tulu": _OURS, "ours-strict": _OURS, "ours-all": _OURS,
+           "datasketch": ("datasketch",), "rensa": ("rensa",), "polars-join": ("polars",),
+           "datatrove": ("datatrove.executor", "datatrove.pipeline.dedup.minhash",
+                         "datatrove.pipeline.readers")}
+SYSTEMS = {  # name -> (task, run)
+    "ours": ("near-dup", run_ours_near), "datasketch": ("near-dup", run_datasketch),
+    "rensa": ("near-dup", run_rensa), "datatrove": ("near-dup", run_datatrove),
+    "ours-tulu": ("decont", lambda w: run_ours_decont(w, "tulu")),
+    "ours-strict": ("decont", lambda w: run_ours_decont(w, "strict")),
+    "python-set": ("decont", run_python_set), "polars-join": ("decont", run_polars_join),
+    "ours-all": ("all", run_ours_rss),
+}
+
+
+# ---------------------------------------------------------------- evaluation helpers
+def _pairs_from_labels(rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    order = np.lexsort((rows, labels))
+    rows, labels = rows[order], labels[order]
+    pairs = []
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    for s, e in zip(starts, np.r_[starts[1:], len(rows)], strict=True):
+        members = rows[s:e]
+        pairs += [(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _cluster_pairs(edges: np.ndarray) -> np.ndarray:
+    from steps.curation.near_dup import cluster_labels
+
+    n = int(edges.max()) + 1 if len(edges) else 0
+    labels = cluster_labels(n, edges)
+    members = np.unique(edges)
+    return _pairs_from_labels(members, labels[members])
+
+
+def _pairs_from_duplicate_of(duplicate_of: np.ndarray) -> np.ndarray:
+    root = np.where(duplicate_of >= 0, duplicate_of, np.arange(len(duplicate_of)))
+    while True:  # follow chains (an exact duplicate of a row that is itself a near-duplicate)
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    members = np.unique(np.concatenate([np.flatnonzero(duplicate_of >= 0),
+                                        root[duplicate_of >= 0]]))
+    return _pairs_from_labels(members, root[members])
+
+
+def _cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def worker(system: str, workdir: Path, out: Path) -> None:
+    """Run one system; imports are done before the clock starts, for every system alike
+    (pandas too: pyarrow imports it on first use, which would cost ~0.5 s inside the clock)."""
+    for module in ("pandas", "pyarrow", *IMPORTS.get(system, ())):
+        __import__(module)
+    start_wall, start_cpu = time.perf_counter(), _cpu_seconds()
+    result = SYSTEMS[system][1](workdir)
+    wall, cpu = time.perf_counter() - start_wall, _cpu_seconds() - start_cpu
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    np.save(out, result)
+    print(json.dumps({"wall": wall, "cpu": cpu,
+                      "rss_kib": max(own.ru_maxrss, kids.ru_maxrss)}))
+
+
+def measure(system: str, workdir: Path) -> tuple[dict, np.ndarray]:
+    out = workdir / f"result-{system}.npy"
+    env = {**os.environ, **ONE_THREAD}
+    done = subprocess.run([sys.executable, __file__, "--worker", system, "--workdir", str(workdir)],
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{system} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1]), np.load(out)
+
+
+def near_dup_scores(pairs: np.ndarray, workdir: Path, texts: list[str]) -> tuple[float, float]:
+    truth = pq.read_table(workdir / "truth.parquet").to_pylist()
+    known = {(min(t["a"], t["b"]), max(t["a"], t["b"])): t["jaccard"] for t in truth
+             if t["kind"] != "leak"}
+    predicted = {(int(a), int(b)) for a, b in pairs}
+    positive = [pair for pair, j in known.items() if j >= 0.8]
+    recall = sum(pair in predicted for pair in positive) / max(len(positive), 1)
+    good = 0
+    for a, b in predicted:
+        j = known.get((a, b))
+        if j is None:
+            j = jaccard(np.array(texts[a].split()), np.array(texts[b].split()))
+        good += j >= 0.8
+    return (good / len(predicted) if predicted else 1.0), recall
+
+
+def decont_scores(flagged: np.ndarray, workdir: Path) -> tuple[float, float]:
+    leaks = {t["a"] for t in pq.read_table(workdir / "truth.parquet").to_pylist()
+             if t["kind"] == "leak"}
+    got = set(flagged.tolist())
+    return len(got & leaks) / max(len(got), 1), len(got & leaks) / max(len(leaks), 1)
+
+
+def warm_up(workdir: Path) -> None:
+    """Compile our numba kernels into their on-disk cache on a tiny corpus, so that no timed run
+    includes compilation (a one-off per installation, seconds)."""
+    tiny = workdir / "warm-up"
+    tiny.mkdir(parents=True, exist_ok=True)
+    build_corpus(tiny, 200, 50)
+    for system in ("ours", "ours-tulu", "ours-strict"):
+        measure(system, tiny)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=200_000, help="near-dup/decont corpus size")
+    parser.add_argument("--rss-docs", type=int, default=1_000_000, help="0 skips the RSS run")
+    parser.add_argument("--items", type=int, default=10_000, help="benchmark items")
+    parser.add_argument("--peers", default="datasketch,rensa,datatrove")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "bench-curation")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.workdir, args.workdir / f"result-{args.worker}.npy")
+        return
+    warm_up(args.workdir)
+    rows = []
+    runs = ((args.docs, ["ours", *filter(None, args.peers.split(",")), "ours-tulu",
+                         "ours-strict", "python-set", "polars-join"]),
+            (args.rss_docs, ["ours-all"]))
+    for docs, systems in runs:
+        if not docs:
+            continue
+        workdir = args.workdir / f"{docs}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        if not (workdir / "truth.parquet").exists():
+            started = time.perf_counter()
+            build_corpus(workdir, docs, args.items)
+            print(f"corpus of {docs} docs built in {time.perf_counter() - started:.0f} s",
+                  flush=True)
+        texts: list[str] | None = None
+        for system in systems:
+            stats, result = measure(system, workdir)
+            task = SYSTEMS[system][0]
+            if task == "near-dup":
+                texts = texts or pq.read_table(workdir / "corpus.parquet",
+                                               columns=["text"]).column(0).to_pylist()
+                precision, recall = near_dup_scores(result, workdir, texts)
+            elif task == "decont":
+                precision, recall = decont_scores(result, workdir)
+            else:
+                precision, recall = float("nan"), float("nan")
+            rows.append({"task": task, "system": system, "docs": docs,
+                         "docs_per_cpu_s": docs / stats["cpu"], "wall_s": stats["wall"],
+                         "cpu_s": stats["cpu"], "rss_mib": stats["rss_kib"] / 1024,
+                         "precision": precision, "recall": recall})
+            print(json.dumps(rows[-1]), flush=True)
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nEvery system single-threaded on a {os.cpu_count()}-core machine (load average {load});"
+          " docs/s/core = documents / CPU seconds of its process.")
+    print(f"{'task':9} {'system':12} {'docs':>8} {'docs/s/core':>12} {'wall s':>8} "
+          f"{'peak RSS MiB':>13} {'precision':>9} {'recall':>7}  ours ÷ this")
+    ours = {r["task"]: r["docs_per_cpu_s"] for r in rows if r["system"] in ("ours", "ours-tulu")}
+    for r in rows:
+        ratio = ours.get(r["task"], float("nan")) / r["docs_per_cpu_s"]
+        print(f"{r['task']:9} {r['system']:12} {r['docs']:>8} {r['docs_per_cpu_s']:>12,.0f} "
+              f"{r['wall_s']:>8.1f} {r['rss_mib']:>13,.0f} {r['precision']:>9.4f} "
+              f"{r['recall']:>7.4f}  {ratio:>6.2f}x")
+    near = [r for r in rows if r["task"] == "near-dup"]
+    peers = [r for r in near if r["system"] != "ours"]
+    checks = []
+    if near and near[0]["system"] == "ours":
+        checks.append(("near-dup precision and recall >= 0.99",
+                       min(near[0]["precision"], near[0]["recall"]) >= 0.99))
+    if peers:
+        fastest = max(peers, key=lambda r: r["docs_per_cpu_s"])
+        checks.append((f"near-dup >= 3x the fastest peer ({fastest['system']}): "
+                       f"{ours['near-dup'] / fastest['docs_per_cpu_s']:.2f}x",
+                       ours["near-dup"] >= 3 * fastest["docs_per_cpu_s"]))
+    if "decont" in ours:
+        checks.append((f"decontamination >= 100k docs/s/core: {ours['decont']:,.0f}",
+                       ours["decont"] >= 100_000))
+    for r in rows:
+        if r["task"] == "all":
+            checks.append((f"peak RSS < 2 GiB on {r['docs']:,} docs: {r['rss_mib']:,.0f} MiB",
+                           r["rss_mib"] < 2048))
+    for label, ok in checks:
+        print(f"[{'PASS' if ok else 'FAIL'}] {label}")
+
+
+if __name__ == "__main__":
+    main()

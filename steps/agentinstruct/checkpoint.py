@@ -1,0 +1,153 @@
+"""Checkpoints: what makes an interrupted run resumable with nothing lost or doubled.
+
+The generator reads the planned work items from a Parquet file; the last step writes each finished
+batch of items as rows + failures and then, last, a `.done.json` marker naming the batch's items.
+A batch without its marker (the process was killed mid-write) does not count and is redone; a
+restarted run plans the same items and feeds the generator only those not yet done.
+
+(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
+"""
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from distilabel.steps import GeneratorStep, Step, StepInput
+from distilabel.typing import GeneratorStepOutput, StepOutput
+
+from steps import repo_folder
+from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_table
+
+ORDER = "_order"  # hidden sort key: item, task, round, so configs come out in plan order
+CHECKPOINT_SCHEMA = ROW_SCHEMA.append(pa.field(ORDER, pa.int64())).append(
+    pa.field("quota", pa.int64()))
+
+
+class PlannedItems(GeneratorStep):
+    """Feeds the work items of the plan file, in batches (the last one flagged as last)."""
+
+    plan_path: str
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["item_id", "skill", "seed_text", "transformation_agent", "instruction_agent",
+                "refinement_goals"]
+
+    def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
+        items = pq.read_table(self.plan_path).to_pylist()
+        for start in range(offset, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
+            yield batch, start + len(batch) >= len(items)
+
+
+class CheckpointWriter(Step):
+    """Turns finished items into dataset rows and failure records, written batch by batch."""
+
+    work_dir: str
+    run_id: str
+    agent_model: str
+    teacher_model: str
+    generation_params: str  # JSON
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["item_id", "units", "failures", "tokens"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["item_id"]
+
+    def _rows(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {"id": stable_id(item["item_id"], unit["task"], unit["round"]),
+             "messages": unit["messages"], "flow": "agentinstruct", "skill": item["skill"],
+             "config": item["config"], "subcategory": item["instruction_agent"],
+             "seed_id": item["seed_id"], "seed_source": item["seed_source"],
+             "transformation_agent": item["transformation_agent"],
+             "refinement_round": unit["round"], "refinement_goal": unit["goal"],
+             "reference_answer": unit["reference_answer"], "agent_model": self.agent_model,
+             "teacher_model": self.teacher_model, "generation_params": self.generation_params,
+             "run_id": self.run_id, "quota": item["quota"],
+             ORDER: (item["item_index"] * 1000 + unit["task"]) * 100 + unit["round"]}
+            for unit in item.get("units") or [] if unit.get("messages")
+        ]
+
+    def _failures(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{**failure, "run_id": self.run_id, "flow": "agentinstruct",
+                 "skill": item["skill"], "seed_id": item["seed_id"], "item_id": item["item_id"]}
+                for failure in item.get("failures") or []]
+
+    def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
+        batch = Path(self.work_dir) / stable_id(sorted(i["item_id"] for i in inputs))
+        batch.parent.mkdir(parents=True, exist_ok=True)
+        rows = [row for item in inputs for row in self._rows(item)]
+        failures = [f for item in inputs for f in self._failures(item)]
+        pq.write_table(to_table(rows, CHECKPOINT_SCHEMA), f"{batch}.rows.parquet")
+        pq.write_table(to_table(failures, FAILURE_SCHEMA), f"{batch}.failures.parquet")
+        marker = {"items": [i["item_id"] for i in inputs],
+                  "tokens": {k: sum(i["tokens"][k] for i in inputs) for k in ("input", "output")}}
+        tmp = Path(f"{batch}.done.tmp")
+        tmp.write_text(json.dumps(marker))
+        os.replace(tmp, f"{batch}.done.json")  # the commit point of this batch
+        yield [{"item_id": i["item_id"]} for i in inputs]
+
+
+class Checkpoints:
+    """Reads what earlier (possibly interrupted) runs of the same plan have written."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.markers = [json.loads(p.read_text()) for p in sorted(work_dir.glob("*.done.json"))]
+
+    @property
+    def done(self) -> set[str]:
+        return {item for marker in self.markers for item in marker["items"]}
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        return {k: sum(m["tokens"][k] for m in self.markers) for k in ("input", "output")}
+
+    def _read(self, suffix: str, schema: pa.Schema) -> pl.DataFrame:
+        parts = [pq.read_table(p.with_name(p.name.replace(".done.json", suffix)))
+                 for p in sorted(self.work_dir.glob("*.done.json"))]
+        return pl.from_arrow(pa.concat_tables(parts) if parts else schema.empty_table())
+
+    def assemble(self, repo_dir: Path) -> dict[str, Any]:
+        """Write the skill configs (trimmed to each skill's quota, in plan order) and the failures
+        config into the repo folder; return counts for run.json and the card's funnel."""
+        rows = self._read(".rows.parquet", CHECKPOINT_SCHEMA).sort(ORDER)
+        failures = self._read(".failures.parquet", FAILURE_SCHEMA).select(FAILURE_SCHEMA.names)
+        funnel: Counter[tuple[str, str]] = Counter()
+        counts = {}
+        for config, group in rows.group_by("config", maintain_order=True):
+            quota = group["quota"][0]
+            kept = group.head(quota)
+            write = kept.select(ROW_SCHEMA.names).to_arrow().cast(ROW_SCHEMA)
+            repo_folder.write_config(repo_dir, str(config[0]), write)
+            counts[str(config[0])] = kept.height
+            if group.height > quota:
+                funnel[(str(config[0]), "over_quota")] += group.height - quota
+        skill_config = dict(zip(rows["skill"], rows["config"], strict=True))
+        for failure in failures.iter_rows(named=True):
+            config = skill_config.get(failure["skill"], failure["skill"])
+            funnel[(config, f"{failure['stage']}:{failure['reason']}")] += 1
+        if failures.height:
+            repo_folder.write_config(repo_dir, "failures", failures.to_arrow().cast(FAILURE_SCHEMA))
+        funnel_rows = [{"config": c, "stage": "generation", "reason": r, "rows": n}
+                       for (c, r), n in sorted(funnel.items())]
+        pq.write_table(to_table(funnel_rows, FUNNEL_SCHEMA), repo_dir / "funnel.parquet")
+        return {"rows": counts, "failures": failures.height, "tokens": self.tokens,
+                "failure_reasons": {f"{c}/{r}": n for (c, r), n in sorted(funnel.items())}}
+
+    def discard_incomplete(self) -> int:
+        """Remove files of batches that never got their marker; they will be redone."""
+        done = {p.name.removesuffix(".done.json") for p in self.work_dir.glob("*.done.json")}
+        stale = [p for p in self.work_dir.glob("*.parquet") if p.name.split(".")[0] not in done]
+        for path in stale:
+            path.unlink()
+        return len(stale)

@@ -1,0 +1,51 @@
+"""Flow 1, content transformation: a seed becomes an intermediate text suited to one skill
+(argument passage, meeting transcript, API list…), which also adds diversity."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable
+from typing import Any, ClassVar
+
+from steps.agentinstruct.agent_task import AgentTask, Request
+from steps.agentinstruct.outputs import ApiList
+
+SEED_KEY = "seed"
+
+
+class ContentTransformation(AgentTask):
+    stage: ClassVar[str] = "content_transformation"
+    max_seed_chars: int = 6000  # keeps prompt + output inside a 4k-token context
+
+    @property
+    def inputs(self) -> list[str]:
+        return [*super().inputs, "seed_text", "transformation_agent"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [*super().outputs, "passage", "failed"]
+
+    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+        skill = self.skill(input)
+        agent = skill.transformation_agent(input["transformation_agent"])
+        if agent.identity:
+            return []
+        prompt = (agent.prompt or self._taxonomy.prompts.transformation).format(
+            skill_name=skill.name,
+            skill_description=skill.description,
+            agent_name=agent.name,
+            agent_instructions=agent.instructions,
+            text=input["seed_text"][: self.max_seed_chars],
+        )
+        schema = ApiList if agent.output == "apis" else None
+        return [Request(SEED_KEY, agent.id, [{"role": "user", "content": prompt}], schema)]
+
+    def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        agent = self.skill(row).transformation_agent(row["transformation_agent"])
+        if agent.identity:
+            row["passage"] = row["seed_text"][: self.max_seed_chars]
+        elif SEED_KEY in replies:
+            reply = replies[SEED_KEY]
+            row["passage"] = reply if isinstance(reply, str) else json.dumps(
+                reply.model_dump()["apis"], indent=1, ensure_ascii=False)
+        row["failed"] = "passage" not in row or row["passage"] is None

@@ -1,0 +1,77 @@
+"""What agents that return structure must return, as pydantic models.
+
+The JSON schema of each model goes to the engine for grammar-constrained decoding, so every short
+string and every list is bounded: small models otherwise run a string on until max_tokens and the JSON never
+closes (platform.md §7). The same model then validates the text that comes back.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints, create_model
+
+Short = Annotated[str, StringConstraints(min_length=1, max_length=80)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=400)]
+
+
+class Question(BaseModel):
+    question: Text
+    options: list[Short] = Field(default_factory=list, max_length=4)
+    answer: Short
+
+
+class Argument(BaseModel):
+    name: Short
+    value: Short
+
+
+class ToolCall(BaseModel):
+    name: Short
+    arguments: list[Argument] = Field(default_factory=list, max_length=6)
+
+
+class ToolRequest(BaseModel):
+    request: Text
+    call: ToolCall | None = None
+
+
+class Parameter(BaseModel):
+    name: Short
+    type: Short
+    description: Short
+    required: bool
+
+
+class Api(BaseModel):
+    name: Short
+    description: Text
+    parameters: list[Parameter] = Field(default_factory=list, max_length=6)
+
+
+class ApiList(BaseModel):
+    apis: list[Api] = Field(min_length=1, max_length=5)
+
+
+class Edit(BaseModel):
+    instruction: Text
+    # Unbounded in the schema on purpose: llama.cpp nests one grammar rule per allowed character,
+    # and a passage-sized bound overflows its parser. max_new_tokens bounds it instead.
+    text: str | None = None  # the edited passage, or null when the goal leaves it unchanged
+
+
+# An instruction agent's reply: a list under one key, of plain tasks or structured items.
+TASK_LISTS: dict[str, tuple[str, type]] = {
+    "instructions": ("instructions", Text),
+    "questions": ("questions", Question),
+    "tool_requests": ("requests", ToolRequest),
+}
+
+
+@cache
+def task_list(output: str, max_items: int) -> type[BaseModel]:
+    """The reply model of an instruction agent, its list bounded so the grammar stops there."""
+    key, item = TASK_LISTS[output]
+    return create_model(f"TaskList_{output}_{max_items}",
+                        **{key: (list[item], Field(min_length=1, max_length=max_items))})

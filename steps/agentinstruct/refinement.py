@@ -1,0 +1,84 @@
+"""Flow 3, instruction refinement: a Suggester proposes how to make a task harder (toward the
+round's goal, e.g. "make the question unanswerable from the passage"), then an Editor rewrites the
+task (and the passage when the goal needs it). Each round adds a new version of every task, so the
+dataset keeps the original and each refined variant, as in the paper."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, ClassVar
+
+from steps.agentinstruct.agent_task import AgentTask, Request
+from steps.agentinstruct.outputs import Edit
+
+
+def _latest(row: dict[str, Any], round: int) -> list[dict[str, Any]]:
+    """The versions made in `round`, one per task still being refined."""
+    return [unit for unit in row["units"] if unit["round"] == round]
+
+
+class _RefinementTask(AgentTask):
+    round: int  # 1-based; round r refines the versions of round r-1
+
+    def _goal(self, row: dict[str, Any]) -> Any:
+        return self.skill(row).refinement_goal(row["refinement_goals"][self.round - 1])
+
+    @property
+    def inputs(self) -> list[str]:
+        return [*super().inputs, "units", "refinement_goals"]
+
+
+class Suggester(_RefinementTask):
+    stage: ClassVar[str] = "suggester"
+
+    @property
+    def outputs(self) -> list[str]:
+        return [*super().outputs, "suggestions"]
+
+    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+        skill, goal = self.skill(input), self._goal(input)
+        return [
+            Request(unit["task"], f"suggester:{goal.id}", [{"role": "user", "content":
+                self._taxonomy.prompts.suggester.format(
+                    skill_name=skill.name, goal_name=goal.name, goal_instructions=goal.instructions,
+                    text=unit["passage"], instruction=unit["instruction"])}])
+            for unit in _latest(input, self.round - 1)
+        ]
+
+    def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        row["suggestions"] = [{"task": task, "text": text} for task, text in replies.items()]
+
+
+class Editor(_RefinementTask):
+    stage: ClassVar[str] = "editor"
+
+    @property
+    def inputs(self) -> list[str]:
+        return [*super().inputs, "suggestions"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [*super().outputs, "units"]
+
+    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+        skill, goal = self.skill(input), self._goal(input)
+        latest = {unit["task"]: unit for unit in _latest(input, self.round - 1)}
+        return [
+            Request(s["task"], f"editor:{goal.id}", [{"role": "user", "content":
+                self._taxonomy.prompts.editor.format(
+                    skill_name=skill.name, goal_name=goal.name, goal_instructions=goal.instructions,
+                    text=latest[s["task"]]["passage"], instruction=latest[s["task"]]["instruction"],
+                    suggestions=s["text"])}], Edit)
+            for s in input.get("suggestions") or []
+        ]
+
+    def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        goal = row["refinement_goals"][self.round - 1]
+        latest = {unit["task"]: unit for unit in _latest(row, self.round - 1)}
+        row["units"] = [*row["units"], *(
+            {"task": task, "round": self.round, "goal": goal, "instruction": edit.instruction,
+             "passage": edit.text or latest[task]["passage"], "reference_answer": None,
+             "response": None}
+            for task, edit in sorted(replies.items())
+        )]
+        row["suggestions"] = []

@@ -1,0 +1,15 @@
+"""Curation: what is removed from synthetic data, and a funnel that says how much and why.
+
+One module per role: `normalise` (which text each stage reads), `ngrams` (word and n-gram hashes,
+the compiled hot path), `filters`, `decontaminate` (+ `benchmark_sets`), exact dedup and its keep
+rule (`clusters`), `near_dup` (MinHash LSH), `embedding_dedup` (optional), `funnel` (funnel table
+and stats), `sources` (Parquet / dataset folder / Hub in, dataset folder out), `run` (the
+streaming run), `distilabel_steps` (the same as distilabel steps).
+
+Entry point for code: `curate(inputs, out_dir, CurationConfig(...)) -> funnel table`.
+"""
+
+from steps.curation.config import CurationConfig, FilterConfig
+from steps.curation.run import curate
+
+__all__ = ["CurationConfig", "FilterConfig", "curate"]

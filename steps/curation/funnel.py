@@ -1,0 +1,75 @@
+"""The funnel (rows in, removed per stage and reason, rows out, per config) and summary stats.
+
+The funnel follows FUNNEL_SCHEMA's conventions (steps/rows.py): stage "input"/"rows_in", one row
+per (stage, reason) that removed rows, stage "output"/"rows_out"; rows_in - removals == rows_out.
+Stats are computed with polars over per-row numbers kept during the scan (never the documents);
+token counts use the embedded SmolLM2 tokenizer on a deterministic sample of kept rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from steps.rows import FUNNEL_SCHEMA, to_table
+
+
+def funnel_table(configs: list[str], config_of_row: np.ndarray, reason_of_row: np.ndarray,
+                 reasons: list[tuple[str, str]], previous: pa.Table | None = None) -> pa.Table:
+    """Funnel rows for every config; `previous` contributes its "generation" rows unchanged."""
+    rows: list[dict[str, Any]] = []
+    if previous is not None:
+        rows += [r for r in previous.to_pylist() if r["stage"] == "generation"]
+    for c, config in enumerate(configs):
+        mine = reason_of_row[config_of_row == c]
+        counts = np.bincount(mine[mine >= 0], minlength=len(reasons))
+        rows.append({"config": config, "stage": "input", "reason": "rows_in", "rows": len(mine)})
+        rows += [{"config": config, "stage": stage, "reason": reason, "rows": int(counts[r])}
+                 for r, (stage, reason) in enumerate(reasons) if counts[r]]
+        rows.append({"config": config, "stage": "output", "reason": "rows_out",
+                     "rows": int((mine < 0).sum())})
+    return to_table(rows, FUNNEL_SCHEMA)
+
+
+def read_previous_funnel(repo_dir: Path | None) -> pa.Table | None:
+    path = repo_dir / "funnel.parquet" if repo_dir else None
+    return pq.read_table(path) if path is not None and path.exists() else None
+
+
+def _describe(values: pl.Series) -> dict[str, float | int | None]:
+    if values.len() == 0:
+        return {"mean": None, "p50": None, "p90": None, "max": None}
+    return {"mean": round(float(values.mean()), 2), "p50": float(values.quantile(0.5)),
+            "p90": float(values.quantile(0.9)), "max": int(values.max())}
+
+
+def summary(frame: pl.DataFrame) -> dict[str, Any]:
+    """Stats of the kept rows. `frame`: config, skill, words, turns (+ tokens, sampled, nullable)."""
+    per_config: dict[str, Any] = {}
+    for (config,), rows in frame.group_by("config", maintain_order=True):
+        skills = rows.get_column("skill").drop_nulls().value_counts(sort=True)
+        tokens = rows.get_column("tokens").drop_nulls()
+        per_config[str(config)] = {
+            "rows": rows.height,
+            "words": _describe(rows.get_column("words")),
+            "turns": _describe(rows.get_column("turns")),
+            "tokens": {**_describe(tokens), "sampled_rows": tokens.len()},
+            "skills": dict(zip(skills.get_column("skill").to_list(),
+                               skills.get_column("count").to_list(), strict=True)),
+        }
+    return per_config
+
+
+def token_counts(texts: list[str]) -> list[int]:
+    """Tokens per text with the embedded model's tokenizer (vocabulary only, no weights run)."""
+    from llama_cpp import Llama
+
+    from steps.engines import embedded_gguf
+
+    vocab = Llama(model_path=str(embedded_gguf()), vocab_only=True, verbose=False)
+    return [len(vocab.tokenize(text.encode(), add_bos=False, special=False)) for text in texts]

@@ -1,0 +1,380 @@
+"""The curation run, `curate()`: filters, decontamination, exact dedup, near-dup (and optional
+embedding dedup) over Parquet inputs, streaming, then the curated folder with its funnel and stats.
+
+Stages remove rows in this order, each seeing only the survivors of the ones before, so every row
+is counted once, by the first reason that applies: filter -> decontamination -> exact_dedup ->
+near_dup -> embedding_dedup. Dedup runs last so that a cluster's kept row is never one a filter
+would drop anyway.
+
+Passes over the input (each a polars lazy scan read in row batches; only per-row numbers, band
+keys spilled to disk and the shingle sets of near-dup candidates are kept between them):
+1. texts -> filters, decontamination, text hash, LSH band keys;
+2. near-dup candidates only -> exact Jaccard of candidate pairs (skipped without candidates);
+3. kept rows -> output configs (streaming sink), then funnel.parquet, removed.parquet, stats.json.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.progress import Progress
+
+from steps.curation import embedding_dedup, near_dup
+from steps.curation.benchmark_sets import load_benchmark
+from steps.curation.clusters import ranks, representatives
+from steps.curation.config import CurationConfig
+from steps.curation.decontaminate import (
+    BenchmarkIndex,
+    ContaminationReport,
+    first_set_per_row,
+    overlaps,
+)
+from steps.curation.filters import FILTER_REASONS, filter_reasons
+from steps.curation.funnel import funnel_table, read_previous_funnel, summary, token_counts
+from steps.curation.ngrams import Words, ngrams, words
+from steps.curation.normalise import input_columns, texts, to_arrow
+from steps.curation.sources import ConfigInput, repo_folder_of, resolve_inputs
+from steps.errors import UserError
+from steps.repo_folder import DATA_DIR, write_json
+
+REMOVED_FILE = "removed.parquet"
+STATS_FILE = "stats.json"
+FUNNEL_FILE = "funnel.parquet"
+
+
+@dataclass
+class Decisions:
+    """What curation decided for every input row (rows numbered across configs, in input order)."""
+
+    inputs: list[ConfigInput]
+    reasons: list[tuple[str, str]]  # (stage, reason) per reason code
+    config_of_row: np.ndarray  # int16, index into inputs
+    local_row: np.ndarray  # int64, position within its config
+    reason: np.ndarray  # int16 reason code, -1 = kept
+    duplicate_of: np.ndarray  # int64 global row, -1
+    benchmark_item: np.ndarray  # int64 item index within its benchmark, -1
+    similarity: np.ndarray  # float32: Jaccard, item coverage or cosine behind a removal
+    text_keys: np.ndarray
+    words: np.ndarray
+    turns: np.ndarray
+    ids: pa.ChunkedArray | None
+    skills: pl.Series
+    decontamination: dict[str, Any] = field(default_factory=dict)
+    near_dup_pairs: dict[str, int] = field(default_factory=dict)
+
+    def code(self, stage: str, reason: str) -> int:
+        return self.reasons.index((stage, reason))
+
+    def row_ids(self, rows: np.ndarray) -> list[str]:
+        """The `id` of each row (read back when not held), or `<config>:<position>` without ids."""
+        if self.ids is not None:
+            return self.ids.take(pa.array(rows)).to_pylist()
+        ids = np.array([f"{self.inputs[c].config}:{p}" for c, p in
+                        zip(self.config_of_row[rows], self.local_row[rows], strict=True)],
+                       dtype=object)
+        for c, source in enumerate(self.inputs):
+            mine = np.flatnonzero(self.config_of_row[rows] == c)
+            if len(mine) and "id" in source.schema():
+                positions = self.local_row[rows[mine]]
+                wanted = np.unique(positions)
+                found = source.rows(wanted, ["id"]).get_column("id").to_numpy()
+                ids[mine] = found[np.searchsorted(wanted, positions)]
+        return ids.tolist()
+
+
+def _dedups(config: CurationConfig) -> bool:
+    """Whether a dedup stage runs: only then is every row's `id` held (for the keep rule)."""
+    return config.exact_dedup or config.near_dup or config.embedding_dedup
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(disable=not enabled, transient=True)
+
+
+def _curated_inputs(inputs: list[ConfigInput], config: CurationConfig
+                    ) -> tuple[list[ConfigInput], list[ConfigInput], dict[str, list[str]]]:
+    """Split inputs into those with the text to curate and those without (e.g. `failures`)."""
+    curated, skipped, columns = [], [], {}
+    for source in inputs:
+        try:
+            columns[source.config] = input_columns(source.schema(), config.text_column,
+                                                   ids=_dedups(config))
+            curated.append(source)
+        except KeyError:
+            skipped.append(source)
+    if not curated:
+        wanted = f"column {config.text_column!r}" if config.text_column else "a `messages` column"
+        raise UserError(f"input: no config has {wanted}; pass --text-column NAME for plain text")
+    return curated, skipped, columns
+
+
+def _decontaminate_batch(index: BenchmarkIndex, report: ContaminationReport, user: Words,
+                         reason: np.ndarray, config: CurationConfig
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Flag the rows still kept that leak a benchmark item: sets `reason`, returns the item index
+    and the matched share of the item per row (-1 and NaN elsewhere)."""
+    n = len(reason)
+    item = np.full(n, -1, dtype=np.int64)
+    similarity = np.full(n, np.nan, dtype=np.float32)
+    found = overlaps(index, user, config.decontamination)
+    alive = reason[found.row] < 0
+    found.row, found.item, found.coverage = found.row[alive], found.item[alive], found.coverage[alive]
+    rows, set_of_row, items = first_set_per_row(index, found)
+    report.add(found, set_of_row)
+    reason[rows] = len(FILTER_REASONS) + set_of_row
+    item[rows] = index.item_local[items]
+    best = np.zeros(n)
+    np.maximum.at(best, found.row, found.coverage)
+    similarity[rows] = best[rows]
+    return item, similarity
+
+
+def _scan_batch(batch: pl.DataFrame, config: CurationConfig, index: BenchmarkIndex | None,
+                report: ContaminationReport | None, store: near_dup.BandStore | None
+                ) -> dict[str, Any]:
+    """Pass 1 on one batch: the per-row numbers kept for the global decisions (no documents)."""
+    n = batch.height
+    text = texts(batch, config.text_column, config.dedup_on)
+    tokens = words(text.dedup)
+    reason = filter_reasons(batch, text, tokens.counts, config)
+    item, similarity = np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32)
+    if index is not None and report is not None:
+        user = tokens if text.user is text.dedup else words(text.user)
+        item, similarity = _decontaminate_batch(index, report, user, reason, config)
+    if store is not None:
+        grams, offsets = ngrams(tokens, config.shingle_words, short_as_one=True)
+        store.append(near_dup.band_keys(grams, offsets, config.bands, config.rows_per_band))
+    return {
+        "reason": reason, "item": item, "similarity": similarity, "keys": tokens.text_keys,
+        "words": tokens.counts.astype(np.uint32), "turns": text.turns,
+        "ids": to_arrow(batch.get_column("id").cast(pl.String)) if "id" in batch.columns else None,
+        "skills": (batch.get_column("skill").cast(pl.String) if "skill" in batch.columns
+                   else pl.Series("skill", [None] * n, pl.String)),
+    }
+
+
+def analyse(inputs: list[ConfigInput], config: CurationConfig, progress: bool = True) -> Decisions:
+    """Passes 1 and 2: decide, for every row, whether it is kept and why not."""
+    inputs, _, columns = _curated_inputs(inputs, config)
+    sets = [load_benchmark(spec, config.benchmark_field, config.benchmark_split)
+            for spec in config.benchmarks]
+    index = BenchmarkIndex.build(sets, config.decontamination_ngram) if sets else None
+    report = ContaminationReport(index) if index else None
+    reasons = [("filter", name) for name in FILTER_REASONS]
+    reasons += [("decontamination", f"benchmark:{s.name}") for s in sets]
+    reasons += [("exact_dedup", "exact_duplicate"), ("near_dup", "minhash_jaccard"),
+                ("embedding_dedup", "embedding_distance")]
+    store = near_dup.BandStore(config.bands) if config.near_dup else None
+    parts: dict[str, list[Any]] = defaultdict(list)
+    total = sum(s.scan().select(pl.len()).collect().item() for s in inputs)
+    if total == 0:
+        raise UserError(f"input {inputs[0].files[0]}: no rows to curate")
+    try:
+        with _progress(progress) as bar:
+            task = bar.add_task("curation: scan", total=total)
+            for c, source in enumerate(inputs):
+                position = 0
+                for batch in source.batches(columns[source.config], config.batch_rows):
+                    for name, values in _scan_batch(batch, config, index, report, store).items():
+                        parts[name].append(values)
+                    parts["config"].append(np.full(batch.height, c, dtype=np.int16))
+                    parts["local"].append(np.arange(position, position + batch.height))
+                    position += batch.height
+                    bar.advance(task, batch.height)
+        id_parts = parts.pop("ids")
+        ids = (pa.chunked_array(id_parts, pa.large_string())
+               if all(a is not None for a in id_parts) else None)
+        skills = pl.concat(parts.pop("skills"))
+        joined = {name: np.concatenate(values) for name, values in parts.items()}
+        decisions = Decisions(
+            inputs, reasons, joined["config"], joined["local"], joined["reason"],
+            np.full(len(joined["reason"]), -1, dtype=np.int64), joined["item"],
+            joined["similarity"], joined["keys"], joined["words"], joined["turns"], ids, skills)
+        rank = ranks(ids, decisions.text_keys) if _dedups(config) else np.zeros(0, np.int64)
+        if config.exact_dedup:
+            _exact_dedup(decisions, rank)
+        if store is not None:
+            _near_dup(decisions, rank, store, config, columns, progress)
+    finally:
+        if store is not None:
+            store.close()
+    if config.embedding_dedup:
+        _embedding_dedup(decisions, rank, config, columns)
+    _point_at_kept_rows(decisions)
+    if report is not None:
+        decisions.decontamination = report.as_dict(len(decisions.reason))
+    return decisions
+
+
+def _point_at_kept_rows(decisions: Decisions) -> None:
+    """An exact copy of a row that a later stage removed names the row that was kept instead."""
+    dup = decisions.duplicate_of
+    while True:
+        stale = np.flatnonzero(dup >= 0)
+        stale = stale[dup[dup[stale]] >= 0]
+        if len(stale) == 0:
+            return
+        dup[stale] = dup[dup[stale]]
+
+
+def _exact_dedup(decisions: Decisions, rank: np.ndarray) -> None:
+    alive = np.flatnonzero(decisions.reason < 0)
+    kept = alive[representatives(decisions.text_keys[alive], rank[alive])]
+    removed = kept != alive
+    decisions.reason[alive[removed]] = decisions.code("exact_dedup", "exact_duplicate")
+    decisions.duplicate_of[alive[removed]] = kept[removed]
+    decisions.similarity[alive[removed]] = 1.0
+
+
+def _candidate_sets(decisions: Decisions, candidates: np.ndarray, config: CurationConfig,
+                    columns: dict[str, list[str]], progress: bool) -> near_dup.ShingleSets:
+    """Pass 2: the exact shingle sets of the candidate rows, read again from the input."""
+    found = []
+    start = 0
+    with _progress(progress) as bar:
+        task = bar.add_task("curation: verify near-dups", total=len(decisions.reason))
+        for source in decisions.inputs:
+            for batch in source.batches(columns[source.config][:1], config.batch_rows):
+                stop = start + batch.height
+                lo, hi = np.searchsorted(candidates, [start, stop])
+                if hi > lo:
+                    chosen = batch[candidates[lo:hi] - start]
+                    tokens = words(texts(chosen, config.text_column, config.dedup_on).dedup)
+                    grams, offsets = ngrams(tokens, config.shingle_words, short_as_one=True)
+                    found.append(near_dup.shingle_sets(grams, offsets))
+                bar.advance(task, batch.height)
+                start = stop
+    return near_dup.ShingleSets.build(candidates, found)
+
+
+def _near_dup(decisions: Decisions, rank: np.ndarray, store: near_dup.BandStore,
+              config: CurationConfig, columns: dict[str, list[str]], progress: bool) -> None:
+    eligible = (decisions.reason < 0) & (decisions.words > 0)
+    pairs = store.candidate_pairs(eligible)
+    decisions.near_dup_pairs = {"candidate_pairs": len(pairs), "verified_pairs": 0}
+    if len(pairs) == 0:
+        return
+    sets = _candidate_sets(decisions, np.unique(pairs), config, columns, progress)
+    jaccard = sets.jaccard(pairs)
+    verified = jaccard >= config.jaccard
+    decisions.near_dup_pairs["verified_pairs"] = int(verified.sum())
+    n = len(decisions.reason)
+    kept = representatives(near_dup.cluster_labels(n, pairs[verified]), rank)
+    removed = np.flatnonzero(eligible & (kept != np.arange(n)))
+    best = np.zeros(n)
+    np.maximum.at(best, pairs[verified].ravel(), np.repeat(jaccard[verified], 2))
+    decisions.reason[removed] = decisions.code("near_dup", "minhash_jaccard")
+    decisions.duplicate_of[removed] = kept[removed]
+    decisions.similarity[removed] = best[removed]
+
+
+def _embedding_dedup(decisions: Decisions, rank: np.ndarray, config: CurationConfig,
+                     columns: dict[str, list[str]]) -> None:
+    """Magpie's rule on the user turns of the rows still kept (O(rows²), see embedding_dedup)."""
+    alive = np.flatnonzero(decisions.reason < 0)
+    user: list[str] = []
+    for c, source in enumerate(decisions.inputs):
+        mine = decisions.local_row[alive[decisions.config_of_row[alive] == c]]
+        if len(mine):
+            rows = source.rows(mine, columns[source.config])
+            user += texts(rows, config.text_column, config.dedup_on).user.to_pylist()
+    vectors = embedding_dedup.embed(user)
+    neighbour = embedding_dedup.smaller_rank_neighbour(vectors, rank[alive], config.embedding_distance)
+    removed = neighbour >= 0
+    decisions.reason[alive[removed]] = decisions.code("embedding_dedup", "embedding_distance")
+    decisions.duplicate_of[alive[removed]] = alive[neighbour[removed]]
+    decisions.similarity[alive[removed]] = np.einsum(
+        "ij,ij->i", vectors[removed], vectors[neighbour[removed]])
+
+
+def removed_table(decisions: Decisions) -> pa.Table:
+    """One row per removed input row: where it was, why, and what it duplicates or leaks."""
+    rows = np.flatnonzero(decisions.reason >= 0)
+    stage_reason = [decisions.reasons[r] for r in decisions.reason[rows]]
+    dup = decisions.duplicate_of[rows]
+    dup_ids = decisions.row_ids(np.where(dup >= 0, dup, 0)) if len(rows) else []
+    names = [i.config for i in decisions.inputs]
+    item = decisions.benchmark_item[rows]
+    return pa.table({
+        "config": [names[c] for c in decisions.config_of_row[rows]],
+        "row": decisions.local_row[rows],
+        "id": decisions.row_ids(rows),
+        "stage": [s for s, _ in stage_reason],
+        "reason": [r for _, r in stage_reason],
+        "duplicate_of": [d if k >= 0 else None for d, k in zip(dup_ids, dup, strict=True)],
+        "benchmark": [r.removeprefix("benchmark:") if s == "decontamination" else None
+                      for s, r in stage_reason],
+        "benchmark_item": pa.array(np.where(item >= 0, item, 0), mask=item < 0),
+        "similarity": decisions.similarity[rows],
+    })
+
+
+def _sampled_tokens(decisions: Decisions, config: CurationConfig,
+                    columns: dict[str, list[str]]) -> np.ndarray:
+    """Tokens of the user+assistant text of up to `token_sample` kept rows per config, -1 for the
+    rest. The sample is the rows of smallest text hash: deterministic, whatever the row order."""
+    tokens = np.full(len(decisions.reason), -1, dtype=np.int64)
+    kept = decisions.reason < 0
+    for c, source in enumerate(decisions.inputs):
+        mine = np.flatnonzero(kept & (decisions.config_of_row == c))
+        sample = np.sort(mine[np.argsort(decisions.text_keys[mine], kind="stable")
+                              [:config.token_sample]])
+        if len(sample):
+            rows = source.rows(decisions.local_row[sample], columns[source.config])
+            text = texts(rows, config.text_column, "conversation").dedup
+            tokens[sample] = token_counts(text.to_pylist())
+    return tokens
+
+
+def _stats(decisions: Decisions, config: CurationConfig, columns: dict[str, list[str]]
+           ) -> dict[str, Any]:
+    kept = decisions.reason < 0
+    names = np.array([i.config for i in decisions.inputs], dtype=object)
+    frame = pl.DataFrame({
+        "config": names[decisions.config_of_row[kept]].astype(str),
+        "skill": decisions.skills.filter(pl.Series(kept)),
+        "words": decisions.words[kept], "turns": decisions.turns[kept],
+        "tokens": _sampled_tokens(decisions, config, columns)[kept],
+    }).with_columns(tokens=pl.when(pl.col("tokens") >= 0).then(pl.col("tokens")))
+    return {"configs": summary(frame), "decontamination": decisions.decontamination,
+            "near_dup": decisions.near_dup_pairs, "config": config.model_dump(mode="json")}
+
+
+def curate(inputs: str | Path | list[str | Path], out_dir: str | Path,
+           config: CurationConfig | None = None, progress: bool = True) -> pa.Table:
+    """Curate `inputs` (Parquet files/globs, a dataset folder, or Hub ids) into the dataset folder
+    `out_dir` (may be the input folder: configs are replaced atomically). Returns the funnel."""
+    config = config or CurationConfig()
+    specs = [str(p) for p in (inputs if isinstance(inputs, list) else [inputs])]
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="genteach-curate-") as work:
+        resolved = resolve_inputs(specs, Path(work))
+        curated, skipped, columns = _curated_inputs(resolved, config)
+        decisions = analyse(curated, config, progress)
+        removed = removed_table(decisions)  # both read the input: before it is replaced
+        stats = _stats(decisions, config, columns)
+        for c, source in enumerate(decisions.inputs):
+            mine = (decisions.config_of_row == c) & (decisions.reason < 0)
+            source.write_rows(decisions.local_row[mine], out)
+        for source in skipped:  # configs without text (e.g. failures) travel unchanged
+            target = out / DATA_DIR / source.config
+            if not all(f.parent.resolve() == target.resolve() for f in source.files):
+                target.mkdir(parents=True, exist_ok=True)
+                for f in source.files:
+                    shutil.copy(f, target / f.name)
+        previous = read_previous_funnel(repo_folder_of(specs))
+        funnel = funnel_table([s.config for s in decisions.inputs], decisions.config_of_row,
+                              decisions.reason, decisions.reasons, previous)
+        pq.write_table(funnel, out / FUNNEL_FILE)
+        pq.write_table(removed, out / REMOVED_FILE)
+        write_json(out / STATS_FILE, stats)
+    return funnel

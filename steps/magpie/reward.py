@@ -1,0 +1,98 @@
+"""The reward-model hook: scores from a reward model served next to an OpenAI-compatible API.
+
+Magpie scores conversations with a reward model (FsfairX-LLaMA3-RM, magpie.md §7) and filters on
+it. Nothing here invents a score: without a configured reward model the `reward` column is null
+and the presets report their reward thresholds as not applied. To fill it, serve one with vLLM
+
+    vllm serve sfairXC/FsfairX-LLaMA3-RM-v0.1 --task reward   # newer vLLM: --runner pooling
+
+and pass `--reward-engine openai:sfairXC/FsfairX-LLaMA3-RM-v0.1@http://HOST:8000/v1`. Each
+conversation goes as chat `messages` to the server's pooling endpoint (`/pooling`, beside `/v1`);
+the reward is the last number in the answer's `data[0].data`, i.e. the score at the last token
+for models that return one per token. $OPENAI_API_KEY, when set, is sent as the bearer token.
+"""
+
+# No `from __future__ import annotations`: distilabel reads the `StepInput` hint of process()
+# at run time and does not resolve string annotations.
+
+import os
+from typing import Any, Self
+
+import requests
+from distilabel.steps import Step, StepInput
+from distilabel.typing import StepColumns, StepOutput
+from pydantic import BaseModel, ConfigDict
+
+from steps.engines import EngineSpec
+from steps.errors import UserError
+from steps.magpie.task import is_live
+
+
+class RewardError(Exception):
+    """The reward server failed or answered something without a score."""
+
+
+class RewardEndpoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    base_url: str  # the OpenAI-compatible base URL, usually ending in /v1
+    timeout_s: float = 60.0
+
+    @classmethod
+    def parse(cls, spec: str) -> Self:
+        engine = EngineSpec.parse(spec)
+        if engine.kind != "openai" or engine.base_url is None:
+            raise UserError(f"--reward-engine {spec!r}: use openai:MODEL@BASE_URL (a vLLM server "
+                            "running the reward model)")
+        return cls(model=engine.model, base_url=engine.base_url)
+
+    @property
+    def pooling_url(self) -> str:
+        return self.base_url.rstrip("/").removesuffix("/v1") + "/pooling"
+
+    def score(self, messages: list[dict[str, str]]) -> float:
+        headers = {}
+        if key := os.environ.get("OPENAI_API_KEY"):
+            headers["Authorization"] = f"Bearer {key}"
+        try:
+            answer = requests.post(self.pooling_url, headers=headers, timeout=self.timeout_s,
+                                   json={"model": self.model, "messages": messages})
+            answer.raise_for_status()
+            return _last_number(answer.json()["data"][0]["data"])
+        except (requests.RequestException, ValueError, KeyError, IndexError, TypeError) as error:
+            raise RewardError(f"{type(error).__name__}: {error}") from None
+
+
+def _last_number(value: Any) -> float:
+    while isinstance(value, list) and value:
+        value = value[-1]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"no score in {value!r}")
+    return float(value)
+
+
+class ScoreReward(Step):
+    """Adds `reward` to live conversations; a failed call leaves it null with `reward_error`."""
+
+    endpoint: RewardEndpoint
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["messages", "failure"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["reward", "reward_error"]
+
+    def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
+        scored = []
+        for row in inputs:
+            reward, error = None, None
+            if is_live(row):
+                try:
+                    reward = self.endpoint.score(row["messages"])
+                except RewardError as failure:
+                    error = str(failure)
+            scored.append({**row, "reward": reward, "reward_error": error})
+        yield scored

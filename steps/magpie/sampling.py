@@ -1,0 +1,55 @@
+"""Sampling for the two halves of a Magpie turn, which want opposite settings (magpie.md §4).
+
+Instructions are sampled hot (T=1.0, top-p=1.0, no top-k, no repetition penalty) for diversity
+and stop at the model's end-of-turn tokens, Magpie's extra stops and, by default, the first
+newline; responses are greedy with their own token budget and stop at end-of-turn tokens only.
+distilabel's MagpieGenerator uses one setting for both (magpie.md §10.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from steps.engines import EngineSpec
+from steps.magpie.chat_template import ChatTemplate
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(ge=0)
+    top_p: float = Field(gt=0, le=1)
+    max_new_tokens: int = Field(ge=1)
+
+
+INSTRUCTION_SAMPLING = Sampling(temperature=1.0, top_p=1.0, max_new_tokens=2048)
+RESPONSE_SAMPLING = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=4096)
+
+
+def end_of_turn_stops(template: ChatTemplate) -> list[str]:
+    """The family's end-of-turn/role strings and the template's EOS; for a template of no known
+    family, its EOS and the header of the next user turn."""
+    family = template.family
+    stops = list(family.stop) if family else [template.user_header.strip()]
+    return _unique([*stops, template.eos_token])
+
+
+def instruction_stops(template: ChatTemplate, newline: bool = True) -> list[str]:
+    family = template.family
+    extra = family.instruction_stop if family else []
+    return _unique([*end_of_turn_stops(template), *extra, *(["\n"] if newline else [])])
+
+
+def generation_kwargs(engine: EngineSpec, sampling: Sampling, stop: list[str]) -> dict[str, Any]:
+    """`build_llm` generation kwargs. llama.cpp samples with top-k 40 and a 1.1 repetition penalty
+    unless told otherwise; Magpie uses neither, so they are switched off there."""
+    kwargs: dict[str, Any] = sampling.model_dump() | {"stop": stop}
+    if engine.kind in ("embedded", "llamacpp"):
+        kwargs |= {"top_k": 0, "repeat_penalty": 1.0}
+    return kwargs
+
+
+def _unique(items: list[str]) -> list[str]:
+    return [item for item in dict.fromkeys(items) if item]

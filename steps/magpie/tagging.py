@@ -1,0 +1,103 @@
+"""Magpie's instruction tags by an LLM judge (magpie.md §7): task category, input quality and
+difficulty of a conversation's first instruction, with the scales in taxonomies/magpie/tagging.yaml.
+
+The judge answers one JSON object that the engine constrains to a schema of the allowed values
+(llama.cpp compiles it to a grammar; servers get `response_format`), at temperature 0. An answer
+that still does not parse leaves the tags null and is counted as a failure of stage `tagging`;
+the conversation is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from distilabel.typing import StepColumns
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from steps import REPO_ROOT
+from steps.errors import UserError
+from steps.magpie.task import MagpieTask
+from steps.taxonomy import _first_error, _read_yaml
+
+TAGGING_FILE = REPO_ROOT / "taxonomies" / "magpie" / "tagging.yaml"
+TAG_COLUMNS = ["task_category", "input_quality", "difficulty"]
+JUDGE_MAX_TOKENS = 96  # above the longest answer the schema allows, so the grammar ends it
+
+
+class TagScales(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_categories: dict[str, str] = Field(min_length=1)  # name: what it covers
+    input_quality: dict[str, str] = Field(min_length=2)  # worst first
+    difficulty: list[str] = Field(min_length=2)  # easiest first
+    prompt: str
+
+    def schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "task_category": {"type": "string", "enum": list(self.task_categories)},
+                "input_quality": {"type": "string", "enum": list(self.input_quality)},
+                "difficulty": {"type": "string", "enum": self.difficulty},
+            },
+            "required": TAG_COLUMNS,
+            "additionalProperties": False,
+        }
+
+    def judge_prompt(self, instruction: str) -> str:
+        return self.prompt.format(
+            instruction=instruction,
+            categories="\n".join(f"- {k}: {v}" for k, v in self.task_categories.items()),
+            qualities="\n".join(f"- {k}: {v}" for k, v in self.input_quality.items()),
+            difficulties=", ".join(self.difficulty),
+        )
+
+    def parse(self, text: str | None) -> dict[str, str] | None:
+        """The three tags, or None when the answer is not a JSON object of allowed values."""
+        try:
+            answer = json.loads(text or "")
+        except json.JSONDecodeError:
+            return None
+        allowed = {"task_category": self.task_categories, "input_quality": self.input_quality,
+                   "difficulty": self.difficulty}
+        if not isinstance(answer, dict) or any(answer.get(k) not in v for k, v in allowed.items()):
+            return None
+        return {key: answer[key] for key in TAG_COLUMNS}
+
+
+@cache
+def load_tag_scales() -> TagScales:
+    try:
+        return TagScales.model_validate(_read_yaml(TAGGING_FILE))
+    except ValidationError as error:
+        raise UserError(f"{TAGGING_FILE}: {_first_error(error)}") from None
+
+
+def first_instruction(messages: list[dict[str, str]]) -> str:
+    return next(m["content"] for m in messages if m["role"] == "user")
+
+
+class MagpieTagger(MagpieTask):
+    """Tags each live conversation's first instruction; the judge is any engine."""
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["conversation_id", "messages", "failure"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return [*TAG_COLUMNS, "tagging_error", "tagging_raw"]
+
+    def format_input(self, input: dict[str, Any]) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        scales = load_tag_scales()
+        prompt = scales.judge_prompt(first_instruction(input["messages"]))
+        return [{"role": "user", "content": prompt}], {"format": "json", "schema": scales.schema()}
+
+    def format_output(self, output: str | None, input: dict[str, Any]) -> dict[str, Any]:
+        tags = load_tag_scales().parse(output)
+        if tags is not None:
+            return {**tags, "tagging_error": None, "tagging_raw": None}
+        error = "engine_error" if output is None else "judge_unparsable"
+        return {**dict.fromkeys(TAG_COLUMNS), "tagging_error": error, "tagging_raw": output}

@@ -1,0 +1,54 @@
+"""The local dataset repository: the folder every run writes and `--push-to-hub` uploads as is.
+
+Layout (what the Hub and `datasets.load_dataset(folder, name=config)` read):
+
+    data/<config>/train-00000-of-00001.parquet   one config per skill split, plus magpie, failures…
+    run.json                                     config, seeds, model ids, package versions
+    funnel.parquet                               rows in / removed per reason / rows out (curation)
+    README.md, plots/*.png                       the dataset card (written by the publish step)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_DIR = "data"
+RUN_FILE = "run.json"
+
+
+def config_file(repo_dir: Path, config: str) -> Path:
+    return repo_dir / DATA_DIR / config / "train-00000-of-00001.parquet"
+
+
+def write_config(repo_dir: Path, config: str, table: pa.Table) -> Path:
+    """Write one config atomically (temp file then rename), replacing what was there."""
+    path = config_file(repo_dir, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob("*.parquet"):
+        stale.unlink()
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_config(repo_dir: Path, config: str) -> pa.Table:
+    return pq.read_table(config_file(repo_dir, config))
+
+
+def configs(repo_dir: Path) -> list[str]:
+    """Config names present in the folder, sorted."""
+    data = repo_dir / DATA_DIR
+    return sorted(p.name for p in data.iterdir() if any(p.glob("*.parquet"))) if data.exists() else []
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,204 @@
+"""The E-step as a distilabel pipeline: sample k solutions per problem, score them, cap them.
+
+    problems ─┬─ sample_solutions (k samples, T 0.7, top-k 40) ─ score_samples ─ keep_correct
+              └─ greedy_solution  (1 sample, T 0)               ─ score_greedy
+
+The greedy branch gives pass@1 as the paper reports it; the sampled branch gives the training
+data (train split) and pass@k / majority vote (held-out split). Generations are grouped per
+problem (`group_generations=True`), so capping needs no global step. (No `from __future__ import
+annotations` here: distilabel reads the `StepInput` hint at run time.)
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distilabel.pipeline import Pipeline
+from distilabel.steps import LoadDataFromDicts, Step, StepInput
+from distilabel.steps.tasks import Task
+from pydantic import PrivateAttr
+
+from steps.engines import build_llm
+from steps.progress import watch
+from steps.rest_em.problems import Problem
+from steps.rest_em.prompts import solution_prompt
+from steps.rest_em.scoring import Scored, SolutionScorer
+from steps.rest_em.selection import keep_correct
+
+# The paper's sampling (section 5): temperature 0.7, top-K 40.
+PAPER_SAMPLING = {"temperature": 0.7, "top_k": 40}
+
+
+class SampleSolutions(Task):
+    """The problem's few-shot prompt in, one solution per generation out (grouped per row)."""
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["prompt"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["solution"]
+
+    def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        return input["prompt"]
+
+    def format_output(self, output: str | None, input: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+        return {"solution": output}
+
+
+class ScoreSolutions(Step):
+    """Extract and verify every solution of a row; one outcome per solution, never raises.
+
+    With `progress_file`, appends one byte per scored row there: the main process's progress
+    bar reads its size (steps run in other processes).
+    """
+
+    progress_file: str | None = None
+    _scorer: SolutionScorer | None = PrivateAttr(default=None)
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["problem", "solution"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["outcome", "extracted", "detail"]
+
+    def load(self) -> None:
+        super().load()
+        self._scorer = SolutionScorer()
+
+    def unload(self) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+        super().unload()
+
+    def process(self, inputs: StepInput) -> Any:  # type: ignore[override]
+        assert self._scorer is not None
+        for row in inputs:
+            problem = Problem(**json.loads(row["problem"]))
+            texts = row["solution"] if isinstance(row["solution"], list) else [row["solution"]]
+            scored = [self._scorer(problem, text) for text in texts]
+            row["outcome"] = [s.outcome for s in scored]
+            row["extracted"] = [s.extracted for s in scored]
+            row["detail"] = [s.detail for s in scored]
+        if self.progress_file:
+            with open(self.progress_file, "a") as progress:
+                progress.write("." * len(inputs))
+        yield inputs
+
+
+class KeepCorrect(Step):
+    """Indices of the solutions kept for training: at most `max_per_problem` correct ones."""
+
+    max_per_problem: int = 10
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["outcome"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["kept"]
+
+    def process(self, inputs: StepInput) -> Any:  # type: ignore[override]
+        for row in inputs:
+            row["kept"] = keep_correct([Scored(o) for o in row["outcome"]], self.max_per_problem)
+        yield inputs
+
+
+@dataclass
+class ProblemResult:
+    """One problem after the E-step: its samples, their scores, the kept ones, the greedy one.
+
+    `output_tokens` counts the tokens of all its generations, sampled and greedy."""
+
+    problem: Problem
+    solutions: list[str | None]
+    scored: list[Scored]
+    kept: list[int]
+    greedy: Scored
+    output_tokens: int
+
+
+@dataclass
+class EStepResult:
+    results: list[ProblemResult]
+    seconds: float
+
+    @property
+    def samples(self) -> int:
+        return sum(len(r.solutions) + 1 for r in self.results)  # k sampled + 1 greedy each
+
+
+def _scored(row: dict[str, Any], count: int) -> list[Scored]:
+    """A row's scores; a batch distilabel dropped (its outputs are None) counts as errors."""
+    if row.get("outcome") is None:
+        return [Scored("error", detail="scoring step failed for this batch")] * count
+    return [Scored(o, e, d) for o, e, d in zip(row["outcome"], row["extracted"], row["detail"],
+                                               strict=True)]
+
+
+def _output_tokens(row: dict[str, Any] | None) -> int:
+    """Tokens generated for a row, from the statistics distilabel keeps in its metadata."""
+    metadata = (row or {}).get("distilabel_metadata") or []
+    metadata = metadata if isinstance(metadata, list) else [metadata]
+    return sum(int(value.get("output_tokens") or 0) for m in metadata for key, value in
+               (m or {}).items() if key.startswith("statistics_") and isinstance(value, dict))
+
+
+def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: int, seed: int,
+              sampling: dict[str, Any] | None = None, max_new_tokens: int = 256,
+              batch_size: int = 8) -> EStepResult:
+    """Sample, score and cap `problems` with `engine`; results in the order of `problems`."""
+    sampling = {**PAPER_SAMPLING, **(sampling or {})}
+    threads = max(1, (os.cpu_count() or 2) // 2)  # the two branches share the CPU
+    data = [{"problem_id": p.id, "problem": json.dumps(dataclasses.asdict(p)),
+             "prompt": solution_prompt(p)} for p in problems]
+    with tempfile.TemporaryDirectory(prefix="rest-em-cache-") as cache, \
+            Pipeline(name="rest-em-estep", cache_dir=cache) as pipeline:
+        load = LoadDataFromDicts(data=data, batch_size=batch_size)
+        sample = SampleSolutions(
+            name="sample_solutions", num_generations=k, group_generations=True,
+            input_batch_size=batch_size,
+            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, seed=seed,
+                          **sampling))
+        greedy = SampleSolutions(
+            name="greedy_solution", input_batch_size=batch_size,
+            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, seed=seed,
+                          temperature=0.0))
+        progress = Path(cache) / "scored.progress"
+        progress.touch()
+        score = ScoreSolutions(name="score_samples", input_batch_size=batch_size,
+                               progress_file=str(progress))
+        score_greedy = ScoreSolutions(name="score_greedy", input_batch_size=batch_size)
+        keep = KeepCorrect(name="keep_correct", max_per_problem=max_per_problem,
+                           input_batch_size=batch_size)
+        load >> [sample, greedy]
+        sample >> score >> keep
+        greedy >> score_greedy
+        started = time.perf_counter()
+        with watch(f"E-step: {len(problems)} problems × {k} samples", len(problems),
+                   lambda: progress.stat().st_size):
+            distiset = pipeline.run(use_cache=False)
+        seconds = time.perf_counter() - started
+    sampled_rows = {row["problem_id"]: row for row in distiset["keep_correct"]["train"]}
+    greedy_rows = {row["problem_id"]: row for row in distiset["score_greedy"]["train"]}
+    results = []
+    for p in problems:
+        row, greedy_row = sampled_rows.get(p.id), greedy_rows.get(p.id)
+        solutions = row["solution"] if row else [None] * k
+        results.append(ProblemResult(
+            problem=p, solutions=solutions,
+            scored=_scored(row, k) if row else [Scored("no_output")] * k,
+            kept=(row or {}).get("kept") or [],
+            greedy=_scored(greedy_row, 1)[0] if greedy_row else Scored("no_output"),
+            output_tokens=_output_tokens(row) + _output_tokens(greedy_row)))
+    return EStepResult(results, seconds)

@@ -1,0 +1,168 @@
+"""ReST-EM iterations: E-step (sample, verify, cap), evaluate, M-step (fine-tune the base), repeat.
+
+    iteration 0: E-step with the base model p0 on train + held-out problems
+                 -> dataset D1 (train) and p0's held-out metrics
+    iteration i: M-step: fine-tune the *base* model on Di -> p_i (extra [train])
+                 E-step with p_i -> D(i+1) and p_i's held-out metrics
+    stop after `iterations` M-steps, or as soon as held-out greedy pass@1 stops improving;
+    the last E-step needs only the held-out split.
+
+Everything lands in one repository folder: config `rest_em` (kept solutions of every E-step,
+tagged with their iteration), funnel.parquet (outcome counts) and run.json (metrics per
+iteration, samples/s, settings, package versions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from steps.engines import EngineSpec
+from steps.errors import UserError
+from steps.publish.scrub import scrub_secrets
+from steps.repo_folder import RUN_FILE, write_config, write_json
+from steps.rest_em.estep import PAPER_SAMPLING, EStepResult, run_estep
+from steps.rest_em.metrics import evaluate
+from steps.rest_em.problems import Problem, load_problems, split_heldout
+from steps.rest_em.records import CONFIG, FLOW, kept_rows
+from steps.rest_em.sandbox import isolation_mode
+from steps.rest_em.selection import count_outcomes, funnel_rows
+from steps.rows import FUNNEL_SCHEMA, stable_id, to_table
+from steps.run_record import command_line, package_versions
+
+
+@dataclass
+class RestEmSettings:
+    problems: str
+    engine: str
+    output_dir: Path
+    k: int = 32  # the paper's 32 for math (64 for code)
+    max_per_problem: int = 10
+    iterations: int = 1
+    train: bool = False
+    seed: int = 0
+    count: int = 200  # problems made by generate:arithmetic
+    heldout_fraction: float = 0.2
+    max_new_tokens: int = 256
+    sampling: dict[str, Any] = field(default_factory=lambda: dict(PAPER_SAMPLING))
+
+    def check(self) -> None:
+        if self.k < 1:
+            raise UserError(f"-k {self.k}: sample at least one solution per problem")
+        if self.max_per_problem < 1:
+            raise UserError(f"--max-per-problem {self.max_per_problem}: keep at least one")
+        if not 1 <= self.iterations <= 3:
+            raise UserError(f"--iterations {self.iterations}: use 1 to 3 (the paper's gains stop "
+                            "after about 3; code regresses after 1)")
+        if self.iterations > 1 and not self.train:
+            raise UserError("--iterations > 1 needs --train (without a new model every "
+                            "iteration would sample the same distribution)")
+
+
+def _iteration_record(iteration: int, model: str, estep: EStepResult, train: list[Problem],
+                      heldout: list[Problem]) -> dict[str, Any]:
+    by_id = {r.problem.id: r for r in estep.results}
+    split_metrics = {}
+    for name, split in (("heldout", heldout), ("train", train)):
+        done = [p for p in split if p.id in by_id]
+        if done:
+            split_metrics[name] = evaluate(done, {p.id: by_id[p.id].scored for p in done},
+                                           {p.id: by_id[p.id].greedy for p in done})
+    train_results = [by_id[p.id] for p in train if p.id in by_id]
+    tokens = sum(r.output_tokens for r in estep.results)
+    return {
+        "iteration": iteration,
+        "model": model,
+        **split_metrics,
+        "counts": count_outcomes([r.scored for r in train_results],
+                                 [r.kept for r in train_results]),
+        "generations": estep.samples,
+        "seconds": round(estep.seconds, 2),
+        "samples_per_s": round(estep.samples / estep.seconds, 3),
+        "output_tok_per_s": round(tokens / estep.seconds, 2),  # no "token": run.json masks it
+    }
+
+
+def run_rest_em(settings: RestEmSettings) -> dict[str, Any]:
+    """Run the iterations, write the repository folder, return the run summary."""
+    settings.check()
+    problems = load_problems(settings.problems, count=settings.count, seed=settings.seed)
+    if any(p.kind == "code" for p in problems):
+        isolation_mode()  # fail now, with the fix, if code cannot be run isolated here
+    train, heldout = split_heldout(problems, settings.heldout_fraction)
+    mstep = None
+    if settings.train:
+        from steps.rest_em import mstep  # torch/trl only with the [train] extra
+        base = mstep.BaseModel.from_engine(settings.engine)
+    run_id = stable_id(FLOW, {k: str(v) for k, v in asdict(settings).items()})
+    started = time.time()
+    engine, model_id = settings.engine, EngineSpec.parse(settings.engine).model_id
+    rows: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    best = 0
+    for iteration in range(settings.iterations + 1 if settings.train else 1):
+        last = settings.train and iteration == settings.iterations  # evaluation only
+        estep = run_estep(heldout if last else train + heldout, engine, k=settings.k,
+                          max_per_problem=settings.max_per_problem, seed=settings.seed,
+                          sampling=settings.sampling, max_new_tokens=settings.max_new_tokens)
+        record = _iteration_record(iteration, model_id, estep, [] if last else train, heldout)
+        history.append(record)
+        by_id = {r.problem.id: r for r in estep.results}
+        new_rows = [row for p in ([] if last else train) for row in kept_rows(
+            by_id[p.id], iteration=iteration, model_id=model_id, run_id=run_id,
+            sampling={**settings.sampling, "max_new_tokens": settings.max_new_tokens,
+                      "seed": settings.seed, "max_per_problem": settings.max_per_problem})]
+        rows += new_rows
+        reward = record["heldout"]["greedy_pass@1"]
+        if iteration > 0 and reward <= history[best]["heldout"]["greedy_pass@1"]:
+            break  # held-out reward stopped improving: the best iteration so far stays best
+        best = iteration
+        if last or mstep is None:
+            break
+        if not new_rows:
+            record["mstep"] = {"skipped": "no correct solutions to fine-tune on"}
+            break
+        result = mstep.fine_tune(base, new_rows, heldout,
+                                 settings.output_dir / "models" / f"iteration-{iteration + 1}",
+                                 seed=settings.seed)
+        record["mstep"] = result.summary()
+        engine, model_id = result.engine, result.model_id
+    return _write(settings, run_id, rows, history, best, (len(train), len(heldout)),
+                  time.time() - started)
+
+
+def _write(settings: RestEmSettings, run_id: str, rows: list[dict[str, Any]],
+           history: list[dict[str, Any]], best: int, split: tuple[int, int],
+           wall_time_s: float) -> dict[str, Any]:
+    out = settings.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out, CONFIG, to_table(rows))
+    totals: Counter[str] = Counter()
+    for record in history:
+        totals.update(record["counts"])
+    pq.write_table(to_table(funnel_rows(CONFIG, dict(totals)), FUNNEL_SCHEMA),
+                   out / "funnel.parquet")
+    summary = scrub_secrets({
+        "run_id": run_id,
+        "command": command_line(),
+        "flows": [FLOW],
+        "config": {**asdict(settings), "output_dir": str(out)},
+        "seed": settings.seed,
+        "engines": {"sampler": {"spec": settings.engine,
+                                "model_id": EngineSpec.parse(settings.engine).model_id}},
+        "split": {"train": split[0], "heldout": split[1]},
+        "iterations": history,
+        "best_iteration": best,
+        "counts": dict(totals),
+        "rows": {CONFIG: len(rows)},
+        "packages": package_versions(),
+        "wall_time_s": round(wall_time_s, 1),
+    })
+    write_json(out / RUN_FILE, summary)
+    return summary
+

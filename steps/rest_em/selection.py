@@ -1,0 +1,50 @@
+"""Keep at most N correct solutions per problem, and count where every other sample went.
+
+The cap (the paper's 10) stops easy problems, solved by most samples, from dominating the
+fine-tuning set. Samples are i.i.d., so the first N correct ones are a uniform random choice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from steps.rest_em.scoring import OUTCOMES, Scored
+
+
+def keep_correct(scored: Sequence[Scored], max_per_problem: int) -> list[int]:
+    """Indices of the samples kept: the first `max_per_problem` that passed."""
+    return [index for index, sample in enumerate(scored) if sample.outcome == "pass"][
+        :max_per_problem]
+
+
+def count_outcomes(scored_per_problem: Sequence[Sequence[Scored]],
+                   kept_per_problem: Sequence[Sequence[int]]) -> dict[str, int]:
+    """Samples per outcome, plus `capped` (passed but over the cap) and `kept`.
+
+    Invariants (tested): the outcomes sum to the samples drawn, and pass = kept + capped.
+    """
+    counts = Counter({outcome: 0 for outcome in OUTCOMES})
+    for scored in scored_per_problem:
+        counts.update(sample.outcome for sample in scored)
+    counts["kept"] = sum(len(kept) for kept in kept_per_problem)
+    counts["capped"] = counts["pass"] - counts["kept"]
+    counts["samples"] = sum(len(scored) for scored in scored_per_problem)
+    return dict(counts)
+
+
+def funnel_rows(config: str, counts: dict[str, int]) -> list[dict[str, object]]:
+    """FUNNEL_SCHEMA rows: no_output at "generation"; then rows_in - removals == rows_out."""
+    removals = [("verification", outcome) for outcome in OUTCOMES
+                if outcome not in ("pass", "no_output")] + [("cap", "capped")]
+    rows: list[dict[str, object]] = [
+        {"config": config, "stage": "generation", "reason": "no_output",
+         "rows": counts["no_output"]},
+        {"config": config, "stage": "input", "reason": "rows_in",
+         "rows": counts["samples"] - counts["no_output"]},
+    ]
+    rows += [{"config": config, "stage": stage, "reason": reason, "rows": counts[reason]}
+             for stage, reason in removals]
+    rows.append({"config": config, "stage": "output", "reason": "rows_out",
+                 "rows": counts["kept"]})
+    return rows

@@ -1,0 +1,104 @@
+"""The Magpie pipeline end to end with the embedded model: N conversations from no seeds, for
+batch sizes that do not divide N, single- and multi-turn, and the CLI's repository folder."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from steps import REPO_ROOT
+from steps.magpie.pipeline import make_magpie_rows
+from steps.magpie.rows import Provenance, conversation_rows
+from steps.magpie.sampling import Sampling
+from steps.magpie.tagging import load_tag_scales
+
+SCRIPT = REPO_ROOT / "pipelines" / "magpie.py"
+TINY = ["--instruction-max-tokens", "16", "--response-max-tokens", "12"]
+
+
+def magpie(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess: a hang fails the test instead of blocking the suite."""
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO_ROOT)
+
+
+@pytest.mark.parametrize("args", [
+    ["--rows", "3", "--engine", "vllm:some/model"],
+    ["--rows", "3", "--domain", "astrology"],
+    ["--rows", "3", "--turns", "2", "--instructions-only"],
+    ["--rows", "0"],
+    ["--rows", "3", "--engine", "openai:m@http://127.0.0.1:9/v1"],
+])
+def test_bad_options_are_one_line(args: list[str], tmp_path: Path) -> None:
+    done = magpie(*args, "--output-dir", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # (library warnings may come first)
+    assert last.startswith("error: ") and "Traceback" not in done.stderr
+
+
+@pytest.mark.model
+def test_single_turn_rows_for_the_mix() -> None:
+    made = make_magpie_rows(5, turns=1, seed=3, batch_size=2,
+                            instruction=Sampling(temperature=1.0, top_p=1.0, max_new_tokens=16),
+                            response=Sampling(temperature=0.0, top_p=1.0, max_new_tokens=12))
+    lost = sum(made.funnel.column("rows").to_pylist())
+    assert made.rows.num_rows + lost == 5
+    rows = made.rows.to_pylist()
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
+    assert {(r["flow"], r["config"]) for r in rows} == {("magpie", "magpie")}
+    assert len({r["messages"][0]["content"] for r in rows}) > 1  # seeded per row
+    assert json.loads(rows[0]["generation_params"])["template_family"] == "chatml"
+
+
+@pytest.mark.model
+def test_cli_multi_turn_tagged(tmp_path: Path) -> None:
+    done = magpie("--rows", "7", "--batch-size", "3", "--turns", "2", *TINY, "--tag",
+                  "--detect-language", "--languages", "en,es,de,fr", "--domain", "default",
+                  "--domain", "math", "--output-dir", str(tmp_path), timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["generation_params"]["turns"] == 2 and run["filter"] is None
+    lost = sum(r["rows"] for r in pq.read_table(tmp_path / "funnel.parquet").to_pylist())
+    rows = pq.read_table(tmp_path / "data" / "magpie" / "train-00000-of-00001.parquet")
+    assert rows.num_rows + lost == 7 == run["rows"]["magpie"] + lost  # a row or a counted loss
+    failures = pq.read_table(tmp_path / "data" / "failures" / "train-00000-of-00001.parquet")
+    untagged = {f["item_id"] for f in failures.to_pylist() if f["stage"] == "tagging"}
+    scales = load_tag_scales()
+    for row in rows.to_pylist():
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"] * 2
+        assert row["subcategory"] in ("default", "math")
+        assert row["task_category"] in scales.task_categories or row["id"] in untagged
+        assert row["language"] in ("en", "es", "de", "fr", None)
+        assert row["reward"] is None  # no reward model: nothing invented
+
+
+def test_cli_filters_and_writes_the_repo_folder(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI around a (stubbed) generation: filter funnel, failures, run.json."""
+    spec = importlib.util.spec_from_file_location("magpie_cli", SCRIPT)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    records = [{"conversation_id": i, "domain": "default", "failure": None,
+                "messages": [{"role": "user", "content": f"q{i}"},
+                             {"role": "assistant", "content": "a" * i}],
+                "input_quality": ["poor", "good"][i % 2], "difficulty": "easy"}
+               for i in range(6)]
+    records[0] = {**records[0], "failure": "empty_instruction", "failure_stage": "instruction_1"}
+    made = conversation_rows(records, Provenance("run", "m", "t", {"seed": 0}))
+    monkeypatch.setattr(cli, "run_magpie", lambda config, run_id: made)
+    cli.main(["--rows", "6", "--filter", "later", "--keep-longest", "2",
+              "--output-dir", str(tmp_path)])
+    funnel = pq.read_table(tmp_path / "funnel.parquet").to_pylist()
+    counts = {r["reason"]: r["rows"] for r in funnel}
+    assert counts["instruction_1:empty_instruction"] == 1
+    assert counts["rows_in"] == 5 and counts["input_quality<good"] == 2
+    assert counts["not_in_longest_2"] == 1 and counts["rows_out"] == 2
+    kept = pq.read_table(tmp_path / "data" / "magpie" / "train-00000-of-00001.parquet")
+    assert [r["messages"][0]["content"] for r in kept.to_pylist()] == ["q3", "q5"]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["filter"]["preset"] == "later" and run["rows"] == {"magpie": 2}
+    assert any("no reward model" in line for line in run["filter"]["not_applied"])

@@ -1,0 +1,115 @@
+"""orca3_mix end to end on the embedded model: rows, determinism, resume after a kill, errors.
+
+Runs are tiny (one short item per skill, short generations) so that the suite stays in CI's time.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from steps import REPO_ROOT, repo_folder
+from steps.rows import FAILURE_SCHEMA, ROW_SCHEMA
+
+SCRIPT = REPO_ROOT / "pipelines" / "orca3_mix.py"
+TINY = ["--skills", "text_classification,tool_use", "--rows", "4", "--tasks-per-item", "1",
+        "--refinement-rounds", "1", "--agent-max-tokens", "200", "--teacher-max-tokens", "40",
+        "--batch-size", "1", "--seed", "7"]
+
+
+def run(out: Path, *extra: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *TINY, "--output-dir", str(out), *extra],
+                          capture_output=True, text=True, timeout=900, **kwargs)  # type: ignore[call-overload]
+
+
+def rows(out: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(repo_folder.config_file(out, c))
+                      for c in repo_folder.configs(out) if c != "failures"]).sort("id")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    done = run(out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_rows_have_messages_and_provenance(reference: Path) -> None:
+    table = rows(reference)
+    assert table.height > 0 and set(table.columns) == set(ROW_SCHEMA.names)
+    assert set(repo_folder.configs(reference)) - {"failures"} <= {"text_classification", "tool_use"}
+    for row in table.iter_rows(named=True):
+        roles = [m["role"] for m in row["messages"]]
+        assert roles[-1] == "assistant" and "user" in roles and row["messages"][-1]["content"]
+        assert row["flow"] == "agentinstruct" and row["seed_id"] and row["subcategory"]
+        assert row["refinement_round"] in (0, 1) and row["agent_model"].startswith("HuggingFaceTB")
+        assert json.loads(row["generation_params"])["agent"]["engine"] == "embedded"
+    tool_rows = table.filter(pl.col("skill") == "tool_use")
+    assert all(r["messages"][0]["role"] == "system" for r in tool_rows.iter_rows(named=True))
+    record = json.loads((reference / "run.json").read_text())
+    assert record["rows"] == {c: n for c, n in table.group_by("config").len().iter_rows()}
+    assert record["tokens"]["output"] > 0 and record["packages"]["distilabel"] == "1.5.3"
+
+
+def test_same_seed_same_rows(reference: Path, tmp_path: Path) -> None:
+    assert run(tmp_path).returncode == 0
+    assert rows(tmp_path).equals(rows(reference))
+
+
+def test_killed_run_resumes_to_the_same_rows(reference: Path, tmp_path: Path) -> None:
+    """Kill the whole process tree once the first batch is committed, then rerun."""
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *TINY, "--output-dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not list(tmp_path.glob(".work/*/batches/*.done.json")):
+        assert proc.poll() is None and time.time() < deadline, "run ended before the first batch"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = run(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "already done" in resumed.stdout and "(0 already done)" not in resumed.stdout
+    again = rows(tmp_path)
+    assert again["id"].is_unique().all()
+    assert again.equals(rows(reference))
+
+
+def test_failures_table_records_agent_raw_output_and_reason(tmp_path: Path) -> None:
+    """Too few tokens for any JSON list to close: every seed-instruction call fails, is retried,
+    and lands in the failures config and the funnel, not silently nowhere."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--skills", "fermi", "--rows", "1", "--tasks-per-item", "1",
+         "--refinement-rounds", "0", "--agent-max-tokens", "6", "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    failures = pl.read_parquet(repo_folder.config_file(tmp_path, "failures"))
+    assert set(failures.columns) == set(FAILURE_SCHEMA.names) and failures.height >= 1
+    assert set(failures["reason"]) <= {"invalid_json", "schema_mismatch", "empty_output"}
+    assert failures["agent"].str.len_chars().min() > 0
+    assert set(failures["stage"]) <= {"content_transformation", "seed_instruction_generation"}
+    cut_json = failures.filter(pl.col("reason") == "invalid_json")
+    assert cut_json["raw_output"].str.starts_with("{").all()
+    assert "fermi" not in repo_folder.configs(tmp_path)  # no row made it
+    funnel = pl.read_parquet(tmp_path / "funnel.parquet")
+    assert funnel.filter(pl.col("stage") == "generation")["rows"].sum() >= failures.height
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--skills", "juggling"], "--skills: unknown skill 'juggling'"),
+    (["--mix", "rc=lots"], "--mix: weight of 'rc' must be a number"),
+    (["--agent-llm", "gpt4"], "engine 'gpt4' not understood"),
+    (["--seeds", "/no/such/folder"], "--seeds: /no/such/folder"),
+])
+def test_bad_options_are_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), *args, "--output-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and needle in done.stderr

@@ -1,0 +1,72 @@
+"""pipelines/rest_em.py end to end: the E-step with the embedded model on a tiny mixed problem set."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from steps import REPO_ROOT
+from steps.repo_folder import read_config
+from steps.rest_em.scoring import OUTCOMES
+
+_SPEC = importlib.util.spec_from_file_location("rest_em_cli", REPO_ROOT / "pipelines" / "rest_em.py")
+rest_em = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(rest_em)
+
+PROBLEMS = [
+    {"id": "m1", "question": "Ana has 2 apples. Ana gets 1 more apples. How many apples does "
+                             "Ana have now?", "answer": "3"},
+    {"id": "m2", "question": "What is 4 + 4?", "answer": "8"},
+    {"id": "m3", "question": "What is 10 - 3?", "answer": "7"},
+    {"id": "c1", "question": "Print the number 5.", "tests": [{"input": "", "output": "5"}]},
+    {"id": "c2", "question": "Write a function double(x) that returns 2 * x.",
+     "tests": "assert double(4) == 8"},
+]
+
+
+def test_bad_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for argv in (["--problems", str(tmp_path / "nope.jsonl")], ["-k", "0"],
+                 ["--iterations", "2"]):
+        with pytest.raises(SystemExit) as stop:
+            rest_em.main([*argv, "--output-dir", str(tmp_path / "out")])
+        assert stop.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("error: ") and "\n" not in error
+
+
+@pytest.mark.model
+def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    out = tmp_path / "repo"
+    k, cap = 3, 1
+    rest_em.main(["--problems", str(problems), "-k", str(k), "--max-per-problem", str(cap),
+                  "--max-new-tokens", "48", "--heldout-fraction", "0.4",
+                  "--output-dir", str(out)])
+
+    run = json.loads((out / "run.json").read_text())
+    (record,) = run["iterations"]
+    counts = run["counts"]
+    assert counts["samples"] == run["split"]["train"] * k
+    assert sum(counts[o] for o in OUTCOMES) == counts["samples"]
+    assert counts["pass"] == counts["kept"] + counts["capped"]
+    heldout = record["heldout"]
+    assert heldout["problems"] == run["split"]["heldout"] and f"pass@{k}" in heldout
+    assert 0 <= heldout["greedy_pass@1"] <= 1 and record["samples_per_s"] > 0
+
+    rows = read_config(out, "rest_em").to_pylist()
+    assert len(rows) == counts["kept"] == run["rows"]["rest_em"]
+    assert max(Counter(r["seed_id"] for r in rows).values(), default=0) <= cap
+    for row in rows:
+        assert row["flow"] == "rest_em" and row["messages"][-1]["role"] == "assistant"
+        assert json.loads(row["generation_params"])["reward"] == 1
+
+    funnel = {(r["stage"], r["reason"]): r["rows"]
+              for r in pq.read_table(out / "funnel.parquet").to_pylist()}
+    removed = sum(n for (stage, _), n in funnel.items() if stage in ("verification", "cap"))
+    assert funnel[("input", "rows_in")] - removed == funnel[("output", "rows_out")] == len(rows)
