@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from steps import REPO_ROOT, repo_folder
 from steps.agentinstruct.checkpoint import Checkpoints, CheckpointWriter, PlannedItems
 from steps.agentinstruct.content_transformation import ContentTransformation
+from steps.agentinstruct.follow_up import FollowUpQuestion
 from steps.agentinstruct.plan import parse_mix, plan_items
 from steps.agentinstruct.refinement import Editor, Suggester
 from steps.agentinstruct.response import ResponseGeneration
@@ -63,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_pipeline(args: argparse.Namespace, plan: Path, work: Path, run_id: str) -> Pipeline:
+def build_pipeline(args: argparse.Namespace, plan: Path, work: Path, run_id: str,
+                   turns: int) -> Pipeline:
     agent = {"max_new_tokens": args.agent_max_tokens, "temperature": args.agent_temperature,
              "seed": args.seed}
     teacher = {"max_new_tokens": args.teacher_max_tokens,
@@ -83,8 +85,11 @@ def build_pipeline(args: argparse.Namespace, plan: Path, work: Path, run_id: str
         for r in range(1, args.refinement_rounds + 1):
             steps += [Suggester(llm=build_llm(args.agent_llm, **agent), round=r, **common),
                       Editor(llm=build_llm(args.agent_llm, **agent), round=r, **common)]
+        steps.append(ResponseGeneration(llm=build_llm(args.teacher, **teacher), **common))
+        for turn in range(2, turns + 1):  # multi-turn skills: the user follows up, teacher answers
+            steps += [FollowUpQuestion(llm=build_llm(args.agent_llm, **agent), turn=turn, **common),
+                      ResponseGeneration(llm=build_llm(args.teacher, **teacher), **common)]
         steps += [
-            ResponseGeneration(llm=build_llm(args.teacher, **teacher), **common),
             CheckpointWriter(work_dir=str(work / "batches"), run_id=run_id,
                              agent_model=EngineSpec.parse(args.agent_llm).model_id,
                              teacher_model=EngineSpec.parse(args.teacher).model_id,
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> Path:
     if todo:
         work.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(todo), work / "plan.parquet")
-        pipeline = build_pipeline(args, work / "plan.parquet", work, run_id)
+        turns = max(skill.turns for skill in skills)
+        pipeline = build_pipeline(args, work / "plan.parquet", work, run_id, turns)
         with watch("work items", len(items), lambda: len(Checkpoints(work / "batches").done)):
             pipeline.run(use_cache=False)
     summary = Checkpoints(work / "batches").assemble(repo_dir)

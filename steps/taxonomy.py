@@ -68,6 +68,7 @@ class Skill(_Strict):
     description: str
     seed_kinds: list[Literal["text", "code"]] = ["text", "code"]
     context: Context = "passage"
+    turns: int = Field(default=1, ge=1)  # user turns per conversation; >1 adds follow-up turns
     transformation_agents: list[TransformationAgent] = Field(min_length=1)
     instruction_agents: list[InstructionAgent] = Field(min_length=1)
     refinement_goals: list[RefinementGoal] = Field(min_length=1)
@@ -114,6 +115,7 @@ class PromptFrames(_Strict):
     instruction: dict[InstructionOutput, str]
     suggester: str
     editor: str
+    follow_up: str
     tools_system: str  # the system turn of tool-use rows: {apis} is the API list as JSON
 
 

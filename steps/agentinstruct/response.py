@@ -1,4 +1,5 @@
-"""Teacher responses: every task version, shown to the teacher as the student will see it."""
+"""Teacher responses: every task version, shown to the teacher as the student will see it; in a
+multi-turn skill, the teacher answers each new user turn of the conversation so far."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from steps.taxonomy import Context
 
 
 def student_chat(context: Context, unit: dict[str, Any], tools_system: str) -> list[dict[str, str]]:
-    """The conversation up to the answer: passage inside the user turn, tools in the system turn,
-    or the task alone when it must stand on its own."""
+    """The conversation up to the first answer: passage inside the user turn, tools in the system
+    turn, or the task alone when it must stand on its own."""
     if context == "tools":
         return [{"role": "system", "content": tools_system.format(apis=unit["passage"])},
                 {"role": "user", "content": unit["instruction"]}]
@@ -31,18 +32,28 @@ class ResponseGeneration(AgentTask):
     def outputs(self) -> list[str]:
         return [*super().outputs, "units"]
 
-    def _chat(self, row: dict[str, Any], unit: dict[str, Any]) -> list[dict[str, str]]:
+    def _chat(self, row: dict[str, Any], unit: dict[str, Any]) -> list[dict[str, str]] | None:
+        """What to answer: the conversation so far if its last turn is the user's, the student's
+        first turn if nothing was answered yet, else nothing."""
+        if unit.get("messages"):
+            return unit["messages"] if unit["messages"][-1]["role"] == "user" else None
         skill = self.skill(row)
         context = skill.context_of(skill.instruction_agent(row["instruction_agent"]))
         return student_chat(context, unit, self._taxonomy.prompts.tools_system)
 
     def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
-        return [Request((unit["task"], unit["round"]), "teacher", self._chat(input, unit))
-                for unit in input["units"]]
+        return [Request((unit["task"], unit["round"]), "teacher", chat)
+                for unit in input["units"] if (chat := self._chat(input, unit))]
 
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
-        row["units"] = [
-            {**unit, "messages": [*self._chat(row, unit),
-                                  {"role": "assistant", "content": replies[key]}]}
-            for unit in row["units"] if (key := (unit["task"], unit["round"])) in replies
-        ]
+        units = []
+        for unit in row["units"]:
+            chat, key = self._chat(row, unit), (unit["task"], unit["round"])
+            if chat is None:
+                units.append(unit)  # already answered: untouched
+            elif key in replies:
+                units.append({**unit, "messages": [*chat, {"role": "assistant",
+                                                            "content": replies[key]}]})
+            elif unit.get("messages"):  # a follow-up went unanswered: keep the earlier turns
+                units.append({**unit, "messages": unit["messages"][:-1]})
+        row["units"] = units  # a unit whose first answer failed is gone (and in `failures`)

@@ -1,0 +1,48 @@
+"""Follow-up turns for multi-turn skills (the `follow_up` split): an agent plays the user and
+writes the next message from the conversation so far; the teacher then answers it."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, ClassVar
+
+from steps.agentinstruct.agent_task import AgentTask, Request
+
+
+def _render(messages: list[dict[str, str]]) -> str:
+    return "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages)
+
+
+class FollowUpQuestion(AgentTask):
+    stage: ClassVar[str] = "follow_up"
+    turn: int  # the user turn to write (2, 3, …); skills with fewer `turns` are left alone
+
+    @property
+    def inputs(self) -> list[str]:
+        return [*super().inputs, "units"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [*super().outputs, "units"]
+
+    def _wants_turn(self, row: dict[str, Any], unit: dict[str, Any]) -> bool:
+        messages = unit.get("messages") or []
+        users = sum(m["role"] == "user" for m in messages)
+        return (self.skill(row).turns >= self.turn and users == self.turn - 1
+                and bool(messages) and messages[-1]["role"] == "assistant")
+
+    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+        skill = self.skill(input)
+        return [
+            Request((unit["task"], unit["round"]), "follow_up", [{"role": "user", "content":
+                self._taxonomy.prompts.follow_up.format(
+                    skill_name=skill.name, conversation=_render(unit["messages"]))}])
+            for unit in input["units"] if self._wants_turn(input, unit)
+        ]
+
+    def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        row["units"] = [
+            {**unit, "messages": [*unit["messages"], {"role": "user", "content": reply}]}
+            if (reply := replies.get((unit["task"], unit["round"]))) else unit
+            for unit in row["units"]
+        ]
