@@ -98,6 +98,9 @@ def test_failures_table_records_agent_raw_output_and_reason(tmp_path: Path) -> N
     cut_json = failures.filter(pl.col("reason") == "invalid_json")
     assert cut_json["raw_output"].str.starts_with("{").all()
     assert "fermi" not in repo_folder.configs(tmp_path)  # no row made it
+    calls = json.loads((tmp_path / "run.json").read_text())["agent_calls"]
+    assert sum(c["failures"] for c in calls.values()) == failures.height
+    assert all(c["retries"] >= 2 * c["failures"] for c in calls.values())  # 2 retries per failure
     funnel = pl.read_parquet(tmp_path / "funnel.parquet")
     assert funnel.filter(pl.col("stage") == "generation")["rows"].sum() >= failures.height
 

@@ -61,7 +61,7 @@ class AgentTask(Task):
 
     @property
     def outputs(self) -> list[str]:
-        return ["failures", "tokens"]
+        return ["failures", "tokens", "calls"]
 
     @abstractmethod
     def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
@@ -104,9 +104,12 @@ class AgentTask(Task):
 
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         rows = [{**row, "failures": list(row.get("failures") or []),
-                 "tokens": dict(row.get("tokens") or {"input": 0, "output": 0})} for row in inputs]
+                 "tokens": dict(row.get("tokens") or {"input": 0, "output": 0}),
+                 "calls": dict(row.get("calls") or {})} for row in inputs]
         pending = [(i, req) for i, row in enumerate(rows) if not row.get("failed")
                    for req in self.format_input(row)]
+        for i, req in pending:  # per agent: [requests, retries, failed] -> parse-failure rates
+            rows[i]["calls"].setdefault(f"{self.stage}/{req.agent}", [0, 0, 0])[0] += 1
         replies: list[dict[Hashable, Any]] = [{} for _ in rows]
         last_error: dict[tuple[int, Hashable], tuple[str, str | None]] = {}
         for attempt in range(self.max_retries + 1):
@@ -119,6 +122,7 @@ class AgentTask(Task):
             )
             retry = []
             for (i, req), output in zip(pending, outputs, strict=True):
+                rows[i]["calls"][f"{self.stage}/{req.agent}"][1] += attempt > 0
                 text = output["generations"][0]
                 stats = output.get("statistics") or {}
                 rows[i]["tokens"]["input"] += sum(stats.get("input_tokens") or [0])
@@ -130,6 +134,7 @@ class AgentTask(Task):
                     retry.append((i, req))
             pending = retry
         for i, req in pending:
+            rows[i]["calls"][f"{self.stage}/{req.agent}"][2] += 1
             reason, raw = last_error[(i, req.key)]
             rows[i]["failures"].append({"stage": self.stage, "agent": req.agent, "reason": reason,
                                         "raw_output": raw, "key": json.dumps(req.key)})

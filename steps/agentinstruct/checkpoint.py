@@ -56,7 +56,7 @@ class CheckpointWriter(Step):
 
     @property
     def inputs(self) -> list[str]:
-        return ["item_id", "units", "failures", "tokens"]
+        return ["item_id", "units", "failures", "tokens", "calls"]
 
     @property
     def outputs(self) -> list[str]:
@@ -89,7 +89,12 @@ class CheckpointWriter(Step):
         failures = [f for item in inputs for f in self._failures(item)]
         pq.write_table(to_table(rows, CHECKPOINT_SCHEMA), f"{batch}.rows.parquet")
         pq.write_table(to_table(failures, FAILURE_SCHEMA), f"{batch}.failures.parquet")
-        marker = {"items": [i["item_id"] for i in inputs],
+        calls: dict[str, list[int]] = {}
+        for item in inputs:
+            for agent, counts in (item.get("calls") or {}).items():
+                calls[agent] = [a + b for a, b in zip(calls.get(agent, [0, 0, 0]), counts,
+                                                      strict=True)]
+        marker = {"items": [i["item_id"] for i in inputs], "calls": calls,
                   "tokens": {k: sum(i["tokens"][k] for i in inputs) for k in ("input", "output")}}
         tmp = Path(f"{batch}.done.tmp")
         tmp.write_text(json.dumps(marker))
@@ -111,6 +116,19 @@ class Checkpoints:
     @property
     def tokens(self) -> dict[str, int]:
         return {k: sum(m["tokens"][k] for m in self.markers) for k in ("input", "output")}
+
+    @property
+    def agent_calls(self) -> dict[str, dict[str, float]]:
+        """Per `stage/agent`: requests, retries, failures and the parse-failure rate."""
+        total: Counter[tuple[str, int]] = Counter()
+        for marker in self.markers:
+            for agent, counts in marker["calls"].items():
+                for index, count in enumerate(counts):
+                    total[(agent, index)] += count
+        return {agent: {"requests": total[(agent, 0)], "retries": total[(agent, 1)],
+                        "failures": total[(agent, 2)],
+                        "failure_rate": round(total[(agent, 2)] / max(total[(agent, 0)], 1), 3)}
+                for agent in sorted({agent for agent, _ in total})}
 
     def _read(self, suffix: str, schema: pa.Schema) -> pl.DataFrame:
         parts = [pq.read_table(p.with_name(p.name.replace(".done.json", suffix)))
@@ -142,6 +160,7 @@ class Checkpoints:
                        for (c, r), n in sorted(funnel.items())]
         pq.write_table(to_table(funnel_rows, FUNNEL_SCHEMA), repo_dir / "funnel.parquet")
         return {"rows": counts, "failures": failures.height, "tokens": self.tokens,
+                "agent_calls": self.agent_calls,
                 "failure_reasons": {f"{c}/{r}": n for (c, r), n in sorted(funnel.items())}}
 
     def discard_incomplete(self) -> int:

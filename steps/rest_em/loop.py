@@ -119,11 +119,12 @@ def run_rest_em(settings: RestEmSettings) -> dict[str, Any]:
                       "seed": settings.seed, "max_per_problem": settings.max_per_problem})]
         rows += new_rows
         reward = record["heldout"]["greedy_pass@1"]
-        if iteration > 0 and reward <= history[best]["heldout"]["greedy_pass@1"]:
-            break  # held-out reward stopped improving: the best iteration so far stays best
-        best = iteration
-        if last or mstep is None:
-            break
+        improved = iteration == 0 or reward > history[best]["heldout"]["greedy_pass@1"]
+        best = iteration if improved else best
+        _write(settings, run_id, rows, history, best, (len(train), len(heldout)),
+               time.time() - started)  # after every E-step: a failed M-step loses no data
+        if not improved or last or mstep is None:
+            break  # (not improved: held-out reward stopped improving, the best so far stays)
         if not new_rows:
             record["mstep"] = {"skipped": "no correct solutions to fine-tune on"}
             break
