@@ -82,11 +82,11 @@ def _scan(words, word_offsets, n, bitmap, shift, table, bucket_starts, bucket_sh
 
 
 @numba.njit(cache=True)
-def _bloom_masks(grams):
-    out = np.empty(grams.shape[0], dtype=np.uint64)
-    for i in range(grams.shape[0]):
-        out[i] = _bloom_mask(grams[i])
-    return out
+def _bloom_filter(grams, blocks, shift):
+    bitmap = np.zeros(blocks, dtype=np.uint64)
+    for g in grams:
+        bitmap[g >> shift] |= _bloom_mask(g)
+    return bitmap
 
 
 @dataclass
@@ -116,15 +116,15 @@ class BenchmarkIndex:
         counts = np.diff(offsets)
         item = np.repeat(np.arange(len(texts)), counts)
         pos = np.arange(len(grams)) - np.repeat(offsets[:-1], counts)
-        order = np.argsort(grams, kind="stable")
+        order = np.argsort(grams)
         bits = max(16, int(np.ceil(np.log2(max(len(grams), 1) * BLOOM_BITS_PER_GRAM))))
-        bitmap = np.zeros(1 << (bits - 6), dtype=np.uint64)
         shift = np.uint64(64 - (bits - 6))
-        np.bitwise_or.at(bitmap, grams >> shift, _bloom_masks(grams))
+        bitmap = _bloom_filter(grams, 1 << (bits - 6), shift)
         table = grams[order]
-        bucket_shift = np.uint64(64 - max(bits - 4, 1))  # ~1 entry per bucket
-        buckets = np.arange((1 << (64 - int(bucket_shift))) + 1, dtype=np.uint64)
-        bucket_starts = np.searchsorted(table >> bucket_shift, buckets)
+        bucket_bits = max(bits - 4, 1)  # ~1 entry per bucket
+        bucket_shift = np.uint64(64 - bucket_bits)
+        sizes = np.bincount((table >> bucket_shift).astype(np.int64), minlength=1 << bucket_bits)
+        bucket_starts = np.concatenate([[0], np.cumsum(sizes)])
         return cls([s.name for s in sets], n, table, item[order], pos[order], item_set,
                    tokens.counts, item_local.astype(np.int64), bitmap, shift, bucket_starts,
                    bucket_shift)
