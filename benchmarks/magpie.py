@@ -7,15 +7,21 @@ Both sides make the same N instructions with the embedded model: the same pre-qu
 GGUF's chat template), Magpie's instruction sampling (T=1, top-p=1, no top-k, no repetition
 penalty, end-of-turn + newline stops), the same seed per row and the same thread count. Raw is
 `Llama.create_completion` in a loop; the pipeline is steps.magpie's distilabel pipeline with
-instructions only, timed from start to rows (worker start-up and model load included). Prints
-instructions/s of each, their ratio, and how many instructions came out identical.
+instructions only. Both are timed from start to the last instruction, model load included (and
+the pipeline's process and worker start-up). Prints instructions/s of each, their ratio, and how
+many instructions came out identical.
 --stats then tags the pipeline's instructions (embedded judge, lingua over all languages) and
 prints the tag distributions and the exact-duplicate rate after normalisation.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# Before llama.cpp loads: the same OpenMP policy the pipeline's process gets (see run_magpie).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import re
 import time
 from collections import Counter
@@ -25,28 +31,35 @@ from tqdm import tqdm
 
 from steps.engines import EngineSpec, build_llm, input_seed
 from steps.magpie.chat_template import resolve_template
+from steps.magpie.config import MagpieConfig
 from steps.magpie.language import build_detector, detect_language
-from steps.magpie.pipeline import MagpieConfig, run_magpie
+from steps.magpie.pipeline import run_magpie
 from steps.magpie.sampling import Sampling, generation_kwargs, instruction_stops
 from steps.magpie.tagging import JUDGE_MAX_TOKENS, TAG_COLUMNS, MagpieTagger
 from steps.magpie.task import row_seed
 
 
-def raw_instructions(n: int, sampling: Sampling, seed: int, threads: int) -> list[str]:
+def raw_instructions(n: int, sampling: Sampling, seed: int, threads: int
+                     ) -> tuple[list[str], float]:
+    """The instructions and the seconds they took, model load included."""
+    started = time.perf_counter()
     engine = EngineSpec.parse("embedded")
     template = resolve_template(engine)
     prompt = template.for_engine(template.pre_query_prompt([]))
     kwargs = generation_kwargs(engine, sampling, instruction_stops(template))
     kwargs["max_tokens"] = kwargs.pop("max_new_tokens")
+    # As LlamaCppEngine does it: the same Llama settings, the cache reset before every call.
     llama = Llama(model_path=engine.model, n_ctx=4096, n_threads=threads, verbose=False)
+    texts = []
     try:
-        return [llama.create_completion(
-                    prompt, **kwargs,
-                    seed=input_seed(row_seed(seed, i, "instruction_1"), prompt, 0),
-                )["choices"][0]["text"].strip()
-                for i in tqdm(range(n), desc="raw llama-cpp-python", unit="instr")]
+        for i in tqdm(range(n), desc="raw llama-cpp-python", unit="instr"):
+            llama.reset()
+            done = llama.create_completion(
+                prompt, **kwargs, seed=input_seed(row_seed(seed, i, "instruction_1"), prompt, 0))
+            texts.append(done["choices"][0]["text"].strip())
     finally:
         llama.close()
+    return texts, time.perf_counter() - started
 
 
 def normalised(text: str) -> str:
@@ -85,9 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     sampling = Sampling(temperature=1.0, top_p=1.0, max_new_tokens=args.max_tokens)
 
-    started = time.perf_counter()
-    raw = raw_instructions(args.rows, sampling, args.seed, args.threads)
-    raw_s = time.perf_counter() - started
+    raw, raw_s = raw_instructions(args.rows, sampling, args.seed, args.threads)
 
     config = MagpieConfig(num_rows=args.rows, batch_size=args.batch_size, instruction=sampling,
                           instructions_only=True, seed=args.seed, n_threads=args.threads)

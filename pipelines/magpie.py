@@ -22,8 +22,9 @@ from pydantic import ValidationError
 
 from steps import REPO_ROOT, repo_folder
 from steps.errors import UserError, cli_main
+from steps.magpie.config import MagpieConfig
 from steps.magpie.filters import apply_preset, presets
-from steps.magpie.pipeline import MagpieConfig, run_magpie
+from steps.magpie.pipeline import run_magpie
 from steps.magpie.rows import CONFIG
 from steps.magpie.sampling import INSTRUCTION_SAMPLING as INS
 from steps.magpie.sampling import RESPONSE_SAMPLING as RES

@@ -25,6 +25,7 @@ from steps.agentinstruct.plan import parse_mix, plan_items
 from steps.agentinstruct.refinement import Editor, Suggester
 from steps.agentinstruct.response import ResponseGeneration
 from steps.agentinstruct.seed_instructions import SeedInstructionGeneration
+from steps.curation import CurationConfig, curate
 from steps.engines import EngineSpec, build_llm
 from steps.errors import UserError, cli_main
 from steps.pipeline import Pipeline, chain
@@ -54,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="tasks each seed-instruction agent writes per passage")
     p.add_argument("--refinement-rounds", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=4, help="work items per distilabel batch")
+    p.add_argument("--benchmarks", nargs="*", default=[],
+                   help="decontaminate against these ([NAME=]file|folder|Hub id)")
+    p.add_argument("--no-curate", action="store_true", help="skip dedup, filters, decontamination")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--output-dir", type=Path, default=REPO_ROOT / "outputs" / "orca3_mix")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the dataset repo folder")
@@ -130,6 +134,8 @@ def main(argv: list[str] | None = None) -> Path:
             pipeline.run(use_cache=False)
     summary = Checkpoints(work / "batches").assemble(repo_dir)
     wall = time.time() - started
+    if not args.no_curate:
+        curate(repo_dir, repo_dir, CurationConfig(benchmarks=args.benchmarks))
     repo_folder.write_json(repo_dir / repo_folder.RUN_FILE, scrub_secrets({
         "run_id": run_id, "command": command_line(), "config": config, "seed": args.seed,
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),

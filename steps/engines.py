@@ -216,16 +216,21 @@ class OpenAICompatibleEngine(OpenAILLM):
         max_new_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        top_k: int | None = None,
+        repeat_penalty: float | None = None,
         stop: list[str] | None = None,
         seed: int = 0,
     ) -> dict[str, Any]:
         messages, structured = input if isinstance(input, tuple) else (input, None)
+        # Not in OpenAI's API, but vLLM, llama.cpp and TGI servers read them from the body.
+        extra = {k: v for k, v in (("top_k", top_k), ("repetition_penalty", repeat_penalty))
+                 if v is not None}
         texts, in_tokens, out_tokens = [], [], []
         for index in range(num_generations):
             done = await self._create(
                 messages, structured["schema"] if structured else None, model=self.model,
                 max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop,
-                seed=input_seed(seed, messages, index))
+                seed=input_seed(seed, messages, index), **({"extra_body": extra} if extra else {}))
             choice = done.choices[0]
             texts.append(choice.text if isinstance(messages, str) else choice.message.content)
             in_tokens.append(done.usage.prompt_tokens if done.usage else 0)

@@ -186,3 +186,23 @@ def test_per_skill_filters_apply_to_their_skill_only(tmp_path: Path) -> None:
     curate(tmp_path / "repo", tmp_path / "out", config, progress=False)
     gone = removed(tmp_path / "out")
     assert gone.select("id", "reason").rows() == [(stable_id("row", 1), "parse_json")]
+
+
+def test_language_filter_and_user_only_dedup(tmp_path: Path) -> None:
+    pytest.importorskip("py3langid")
+    rows = [
+        chat_row(0, "What is the tallest mountain on Earth and how tall is it?",
+                 "Mount Everest is the tallest mountain, about 8,849 metres above sea level."),
+        chat_row(1, "What is the tallest mountain on Earth and how tall is it?",
+                 "Everest, at roughly 8,849 m, is the highest peak on the planet."),
+        chat_row(2, "Quelle est la plus haute montagne du monde et quelle est sa hauteur ?",
+                 "L'Everest est la plus haute montagne du monde, environ 8 849 mètres."),
+    ]
+    write_config(tmp_path / "repo", "c", to_table(rows))
+    config = CurationConfig(filters=FilterConfig(languages=["en"]), token_sample=0)
+    curate(tmp_path / "repo", tmp_path / "conversation", config, progress=False)
+    assert removed(tmp_path / "conversation").select("id", "reason").rows() == [
+        (stable_id("row", 2), "language")]  # same prompt, different answers: both kept
+    curate(tmp_path / "repo", tmp_path / "user", config.model_copy(update={"dedup_on": "user"}),
+           progress=False)
+    assert set(removed(tmp_path / "user")["reason"]) == {"language", "exact_duplicate"}

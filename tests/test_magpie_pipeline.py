@@ -11,9 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from steps import REPO_ROOT
-from steps.magpie.pipeline import make_magpie_rows
 from steps.magpie.rows import Provenance, conversation_rows
-from steps.magpie.sampling import Sampling
 from steps.magpie.tagging import load_tag_scales
 
 SCRIPT = REPO_ROOT / "pipelines" / "magpie.py"
@@ -40,14 +38,35 @@ def test_bad_options_are_one_line(args: list[str], tmp_path: Path) -> None:
     assert last.startswith("error: ") and "Traceback" not in done.stderr
 
 
-@pytest.mark.model
-def test_single_turn_rows_for_the_mix() -> None:
+# make_magpie_rows called by a process that has already run llama.cpp itself (as a test session
+# or orca3_mix may have): distilabel's forked workers hang in OpenMP unless the pipeline runs in
+# a fresh process. Run in a subprocess so that a regression fails on the timeout.
+CALLER = """
+import json
+from steps.engines import build_llm
+from steps.magpie.pipeline import make_magpie_rows
+from steps.magpie.sampling import Sampling
+
+if __name__ == "__main__":
+    llm = build_llm("embedded", max_new_tokens=4)
+    llm.load()
+    llm.generate(inputs=["<|im_start|>user\\n"])
     made = make_magpie_rows(5, turns=1, seed=3, batch_size=2,
                             instruction=Sampling(temperature=1.0, top_p=1.0, max_new_tokens=16),
                             response=Sampling(temperature=0.0, top_p=1.0, max_new_tokens=12))
-    lost = sum(made.funnel.column("rows").to_pylist())
-    assert made.rows.num_rows + lost == 5
-    rows = made.rows.to_pylist()
+    print(json.dumps({"rows": made.rows.to_pylist(),
+                      "lost": sum(made.funnel.column("rows").to_pylist())}))
+"""
+
+
+@pytest.mark.model
+def test_single_turn_rows_for_the_mix() -> None:
+    done = subprocess.run([sys.executable, "-c", CALLER], capture_output=True, text=True,
+                          timeout=900, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    made = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = made["rows"]
+    assert len(rows) + made["lost"] == 5
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
     assert {(r["flow"], r["config"]) for r in rows} == {("magpie", "magpie")}
     assert len({r["messages"][0]["content"] for r in rows}) > 1  # seeded per row

@@ -54,7 +54,11 @@ def test_rows_have_messages_and_provenance(reference: Path) -> None:
     tool_rows = table.filter(pl.col("skill") == "tool_use")
     assert all(r["messages"][0]["role"] == "system" for r in tool_rows.iter_rows(named=True))
     record = json.loads((reference / "run.json").read_text())
-    assert record["rows"] == {c: n for c, n in table.group_by("config").len().iter_rows()}
+    funnel = pl.read_parquet(reference / "funnel.parquet")
+    rows_in = dict(funnel.filter(pl.col("reason") == "rows_in").select("config", "rows").rows())
+    rows_out = dict(funnel.filter(pl.col("reason") == "rows_out").select("config", "rows").rows())
+    assert rows_in == record["rows"]  # generated, before curation
+    assert rows_out == dict(table.group_by("config").len().rows())  # what the folder holds
     assert record["tokens"]["output"] > 0 and record["packages"]["distilabel"] == "1.5.3"
 
 

@@ -30,13 +30,14 @@ def test_permutation_for_llama_cpp_inverts_transformers_unpermute() -> None:
     assert np.array_equal(loaded, weights)
 
 
-def test_fine_tune_restarts_from_base_and_exports_a_loadable_gguf(tmp_path: Path) -> None:
+def test_fine_tune_trains_the_base_and_exports_a_loadable_gguf(tmp_path: Path) -> None:
     import torch
     from llama_cpp import Llama
 
     from steps.rest_em.mstep import BaseModel, MStepSettings, fine_tune
     from steps.rest_em.problems import arithmetic_problems
     from steps.rest_em.prompts import solution_prompt
+    from steps.rest_em.sft import load_base
 
     problems = arithmetic_problems(4, seed=0)
     rows = [{"messages": [*solution_prompt(p), {"role": "assistant",
@@ -50,8 +51,8 @@ def test_fine_tune_restarts_from_base_and_exports_a_loadable_gguf(tmp_path: Path
     assert result.engine == f"llamacpp:{result.model_path}" and result.model_path.is_file()
     assert len(result.heldout_rewards) == 2 and result.best_epoch == 1  # before, after epoch 1
     assert result.train_loss and all(loss > 0 for loss in result.train_loss)
-    tuned, _ = BaseModel(str(result.model_path.parent), result.model_path.name).load()
-    original, _ = base.load()
+    tuned, _ = load_base(BaseModel(str(result.model_path.parent), result.model_path.name))
+    original, _ = load_base(base)
     # F16 export alone keeps every tensor within rtol 1e-3 of the base; training moves them more.
     changed = [name for name, weight in tuned.state_dict().items()
                if not torch.allclose(weight, original.state_dict()[name], rtol=1e-3, atol=1e-6)]

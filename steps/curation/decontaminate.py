@@ -18,75 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numba
 import numpy as np
 import pyarrow as pa
 
+from steps.curation import kernels
 from steps.curation.benchmark_sets import BenchmarkSet
-from steps.curation.ngrams import Words, first_gram, fmix64, ngrams, roll, words
+from steps.curation.ngrams import Words, ngrams, words
 
 Mode = Literal["tulu", "strict"]
 TULU_ITEM_COVERAGE = 0.5  # an item overlaps a row above this matched-token fraction
 TULU_DATASET_SHARE = 0.02  # a dataset is contaminated above this share of one eval's items
 BLOOM_BITS_PER_GRAM = 16  # blocked bloom filter, 3 bits per n-gram: ~0.5% false hits
-
-
-@numba.njit(cache=True, inline="always")
-def _bloom_mask(g: np.uint64) -> np.uint64:
-    """Three bits of one 64-bit bloom block, from hash bits that do not pick the block."""
-    one = np.uint64(1)
-    return ((one << (g & np.uint64(63))) | (one << ((g >> np.uint64(6)) & np.uint64(63)))
-            | (one << ((g >> np.uint64(12)) & np.uint64(63))))
-
-
-@numba.njit(cache=True)
-def _scan(words, word_offsets, n, bitmap, shift, table, bucket_starts, bucket_shift):
-    """(doc, first, last) for every row n-gram found in the sorted item n-gram `table`.
-
-    The n-grams are rolled here rather than read from `ngrams()` output: the same hashes, without
-    writing and re-reading an array of them (this loop is the decontamination hot path).
-    """
-    n_docs = word_offsets.shape[0] - 1
-    docs = []
-    firsts = []
-    lasts = []
-    for d in range(n_docs):
-        start = word_offsets[d]
-        end = word_offsets[d + 1]
-        if end - start < n:
-            continue
-        acc, top = first_gram(words, start, n)
-        i = start + n
-        while True:
-            g = fmix64(acc)
-            mask = _bloom_mask(g)
-            if bitmap[g >> shift] & mask == mask:
-                bucket = g >> bucket_shift
-                first = bucket_starts[bucket]
-                stop = bucket_starts[bucket + np.uint64(1)]
-                while first < stop and table[first] < g:
-                    first += 1
-                last = first
-                while last < stop and table[last] == g:
-                    last += 1
-                if last > first:
-                    docs.append(d)
-                    firsts.append(first)
-                    lasts.append(last)
-            if i == end:
-                break
-            acc = roll(acc, words[i - n], words[i], top)
-            i += 1
-    return (np.array(docs, dtype=np.int64), np.array(firsts, dtype=np.int64),
-            np.array(lasts, dtype=np.int64))
-
-
-@numba.njit(cache=True)
-def _bloom_filter(grams, blocks, shift):
-    bitmap = np.zeros(blocks, dtype=np.uint64)
-    for g in grams:
-        bitmap[g >> shift] |= _bloom_mask(g)
-    return bitmap
 
 
 @dataclass
@@ -119,7 +61,7 @@ class BenchmarkIndex:
         order = np.argsort(grams)
         bits = max(16, int(np.ceil(np.log2(max(len(grams), 1) * BLOOM_BITS_PER_GRAM))))
         shift = np.uint64(64 - (bits - 6))
-        bitmap = _bloom_filter(grams, 1 << (bits - 6), shift)
+        bitmap = kernels.bloom_filter(grams, 1 << (bits - 6), shift)
         table = grams[order]
         bucket_bits = max(bits - 4, 1)  # ~1 entry per bucket
         bucket_shift = np.uint64(64 - bucket_bits)
@@ -146,7 +88,7 @@ class Overlaps:
 
 def overlaps(index: BenchmarkIndex, tokens: Words, mode: Mode) -> Overlaps:
     """Every (row, item) pair of the batch (its user-text words) that the rule flags."""
-    docs, firsts, lasts = _scan(tokens.hashes, tokens.offsets, index.n, index.bitmap, index.shift,
+    docs, firsts, lasts = kernels.scan(tokens.hashes, tokens.offsets, index.n, index.bitmap, index.shift,
                                 index.table, index.bucket_starts, index.bucket_shift)
     spans = lasts - firsts
     entries = np.repeat(firsts - np.cumsum(spans) + spans, spans) + np.arange(spans.sum())

@@ -16,6 +16,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from steps.curation.config import CurationConfig
+from steps.curation.decisions import Decisions
+from steps.curation.normalise import texts
 from steps.rows import FUNNEL_SCHEMA, to_table
 
 
@@ -65,11 +68,44 @@ def summary(frame: pl.DataFrame) -> dict[str, Any]:
     return per_config
 
 
-def token_counts(texts: list[str]) -> list[int]:
+def token_counts(strings: list[str]) -> list[int]:
     """Tokens per text with the embedded model's tokenizer (vocabulary only, no weights run)."""
     from llama_cpp import Llama
 
     from steps.engines import embedded_gguf
 
     vocab = Llama(model_path=str(embedded_gguf()), vocab_only=True, verbose=False)
-    return [len(vocab.tokenize(text.encode(), add_bos=False, special=False)) for text in texts]
+    return [len(vocab.tokenize(text.encode(), add_bos=False, special=False)) for text in strings]
+
+
+def _sampled_tokens(decisions: Decisions, config: CurationConfig,
+                    columns: dict[str, list[str]]) -> np.ndarray:
+    """Tokens of the user+assistant text of up to `token_sample` kept rows per config, -1 for the
+    rest. The sample is the rows of smallest text hash: deterministic, whatever the row order."""
+    tokens = np.full(len(decisions.reason), -1, dtype=np.int64)
+    kept = decisions.reason < 0
+    for c, source in enumerate(decisions.inputs):
+        mine = np.flatnonzero(kept & (decisions.config_of_row == c))
+        sample = np.sort(mine[np.argsort(decisions.text_keys[mine], kind="stable")
+                              [:config.token_sample]])
+        if len(sample):
+            rows = source.rows(decisions.local_row[sample], columns[source.config])
+            text = texts(rows, config.text_column, "conversation").dedup
+            tokens[sample] = token_counts(text.to_pylist())
+    return tokens
+
+
+def curation_stats(decisions: Decisions, config: CurationConfig,
+                   columns: dict[str, list[str]]) -> dict[str, Any]:
+    """stats.json: per config the kept rows' words, turns, sampled tokens and skills, plus the
+    decontamination report and near-dup pair counts."""
+    kept = decisions.reason < 0
+    names = np.array([i.config for i in decisions.inputs], dtype=object)
+    frame = pl.DataFrame({
+        "config": names[decisions.config_of_row[kept]].astype(str),
+        "skill": decisions.skills.filter(pl.Series(kept)),
+        "words": decisions.words[kept], "turns": decisions.turns[kept],
+        "tokens": _sampled_tokens(decisions, config, columns)[kept],
+    }).with_columns(tokens=pl.when(pl.col("tokens") >= 0).then(pl.col("tokens")))
+    return {"configs": summary(frame), "decontamination": decisions.decontamination,
+            "near_dup": decisions.near_dup_pairs, "config": config.model_dump(mode="json")}

@@ -17,133 +17,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from steps.curation.ngrams import fmix64
-
-_PROBE = np.uint64(0x9E3779B97F4A7C15)
-_BAND_PRIME = np.uint64(0x100000001B3)
-
-
-@numba.njit(cache=True)
-def _band_keys(grams, gram_offsets, bands, rows):
-    """Band keys (docs × bands, uint64) of OPH signatures; docs without shingles get key 0."""
-    n_docs = gram_offsets.shape[0] - 1
-    k_bins = bands * rows
-    keys = np.zeros((n_docs, bands), dtype=np.uint64)
-    signature = np.empty(k_bins, dtype=np.uint32)
-    filled = np.empty(k_bins, dtype=np.bool_)
-    for d in range(n_docs):
-        start = gram_offsets[d]
-        end = gram_offsets[d + 1]
-        if start == end:
-            continue
-        signature[:] = np.uint32(0xFFFFFFFF)
-        filled[:] = False
-        for i in range(start, end):
-            h = grams[i]
-            b = ((h >> np.uint64(32)) * np.uint64(k_bins)) >> np.uint64(32)
-            value = np.uint32(h & np.uint64(0xFFFFFFFF))
-            filled[b] = True
-            if value < signature[b]:
-                signature[b] = value
-        for j in range(k_bins):  # optimal densification: probe (j, 1), (j, 2), ... until filled
-            attempt = np.uint64(1)
-            source = j
-            while not filled[source]:
-                probe = fmix64(np.uint64(j) * _PROBE + attempt)
-                source = np.int64((probe >> np.uint64(32)) * np.uint64(k_bins) >> np.uint64(32))
-                attempt += np.uint64(1)
-            if source != j:
-                signature[j] = signature[source]
-        for band in range(bands):
-            key = np.uint64(band + 1)
-            for r in range(rows):
-                key = (key ^ np.uint64(signature[band * rows + r])) * _BAND_PRIME
-            keys[d, band] = fmix64(key) | np.uint64(1)  # never 0, the "no shingles" key
-    return keys
-
-
-@numba.njit(cache=True)
-def _run_pairs(sorted_keys, order, max_run):
-    """Pairs (a, b), a < b, of rows whose keys are equal: all pairs in runs up to `max_run`
-    rows, a star on the run's first row beyond that (a degenerate key must not go quadratic)."""
-    n = sorted_keys.shape[0]
-    count = 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and sorted_keys[j] == sorted_keys[i]:
-            j += 1
-        size = j - i
-        count += size * (size - 1) // 2 if size <= max_run else size - 1
-        i = j
-    pairs = np.empty((count, 2), dtype=np.int64)
-    p = 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and sorted_keys[j] == sorted_keys[i]:
-            j += 1
-        size = j - i
-        for x in range(i, j if size <= max_run else i + 1):
-            for y in range(x + 1, j):
-                a = order[x]
-                b = order[y]
-                pairs[p, 0] = min(a, b)
-                pairs[p, 1] = max(a, b)
-                p += 1
-        i = j
-    return pairs
-
-
-@numba.njit(cache=True)
-def _shingle_sets(grams, gram_offsets):
-    """Per document, its sorted unique shingles as the high 32 bits of the gram hashes (CSR)."""
-    n_docs = gram_offsets.shape[0] - 1
-    values = np.empty(gram_offsets[n_docs], dtype=np.uint32)
-    offsets = np.empty(n_docs + 1, dtype=np.int64)
-    n = 0
-    for d in range(n_docs):
-        offsets[d] = n
-        doc = np.sort((grams[gram_offsets[d]:gram_offsets[d + 1]] >> np.uint64(32)).astype(np.uint32))
-        for i in range(doc.shape[0]):
-            if i == 0 or doc[i] != doc[i - 1]:
-                values[n] = doc[i]
-                n += 1
-    offsets[n_docs] = n
-    return values[:n].copy(), offsets
-
-
-@numba.njit(cache=True)
-def _jaccard(values, offsets, left, right):
-    """Exact Jaccard of the shingle sets of documents left[i] and right[i] (merge of sorted sets)."""
-    out = np.empty(left.shape[0], dtype=np.float64)
-    for p in range(left.shape[0]):
-        a, a_end = offsets[left[p]], offsets[left[p] + 1]
-        b, b_end = offsets[right[p]], offsets[right[p] + 1]
-        size = (a_end - a) + (b_end - b)
-        common = 0
-        while a < a_end and b < b_end:
-            if values[a] == values[b]:
-                common += 1
-                a += 1
-                b += 1
-            elif values[a] < values[b]:
-                a += 1
-            else:
-                b += 1
-        union = size - common
-        out[p] = common / union if union else 1.0
-    return out
+from steps.curation import kernels
 
 
 def band_keys(grams: np.ndarray, gram_offsets: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """LSH band keys (docs × bands, uint64) from shingle hashes in CSR form; 0 = no shingles."""
-    return _band_keys(grams, gram_offsets, bands, rows)
+    return kernels.band_keys(grams, gram_offsets, bands, rows)
 
 
 class BandStore:
@@ -174,7 +57,7 @@ class BandStore:
         for path in self._files:
             keys = np.fromfile(path, dtype=np.uint64)[rows]
             packed = np.sort((keys & ~low) | np.arange(len(rows), dtype=np.uint64))
-            pairs = _run_pairs(packed & ~low, rows[(packed & low).astype(np.int64)], max_run)
+            pairs = kernels.run_pairs(packed & ~low, rows[(packed & low).astype(np.int64)], max_run)
             found.append(pairs[:, 0] * self.rows + pairs[:, 1])
         codes = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
         return np.stack([codes // max(self.rows, 1), codes % max(self.rows, 1)], axis=1)
@@ -201,11 +84,11 @@ class ShingleSets:
     def jaccard(self, pairs: np.ndarray) -> np.ndarray:
         left = np.searchsorted(self.rows, pairs[:, 0])
         right = np.searchsorted(self.rows, pairs[:, 1])
-        return _jaccard(self.values, self.offsets, left, right)
+        return kernels.jaccard(self.values, self.offsets, left, right)
 
 
 def shingle_sets(grams: np.ndarray, gram_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _shingle_sets(grams, gram_offsets)
+    return kernels.shingle_sets(grams, gram_offsets)
 
 
 def cluster_labels(n_rows: int, pairs: np.ndarray) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 Why compiled: every later stage works on hashes, so tokenising and hashing decide the throughput.
 A numpy version (byte classes, prefix-sum polynomial hashes) costs ~40 µs per 300-word document
-and polars `str.split().explode().hash()` ~10 µs; these numba kernels do one pass over the UTF-8
-bytes of a whole Arrow batch (~4 µs per document) with no Python per document. The hashes are
-our own arithmetic (random byte codes rotated and xor-ed per word, polynomial n-grams, murmur3's
-finaliser), so they are identical across runs, machines, input orders and library versions.
+and polars `str.split().explode().hash()` ~10 µs; the numba kernels (in `kernels`) do one pass
+over the UTF-8 bytes of a whole Arrow batch (~4 µs per document) with no Python per document.
+The hashes are our own arithmetic (random byte codes rotated and xor-ed per word,
+cyclic-polynomial n-grams, a multiply-xorshift finaliser), so they are identical across runs,
+machines, input orders and library versions.
 
 Tokenisation is `\\w+`-like on lowercased text: ASCII letters, digits and `_` form words, every
 other ASCII byte separates; non-ASCII bytes are word bytes except common Unicode punctuation
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from steps.curation import kernels
 
 
 def _byte_codes() -> np.ndarray:
@@ -34,132 +36,6 @@ def _byte_codes() -> np.ndarray:
 
 
 _BYTE_CODES = _byte_codes()
-_GRAM_PRIME = np.uint64(0x9FB21C651E98DF25)  # odd: the polynomial's base
-_KEY_PRIME = np.uint64(0x100000001B3)
-
-
-@numba.njit(cache=True, inline="always")
-def fmix64(h: np.uint64) -> np.uint64:
-    """murmur3's 64-bit finaliser: every input bit flips each output bit with p ≈ 1/2."""
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xC4CEB9FE1A85EC53)
-    h ^= h >> np.uint64(33)
-    return h
-
-
-@numba.njit(cache=True)
-def _separator_length(data: np.ndarray, i: int, end: int) -> int:
-    """Bytes of a Unicode punctuation sequence starting at data[i], or 0 when it is not one."""
-    lead = data[i]
-    if lead == 0xC2 and i + 1 < end and 0xA0 <= data[i + 1] <= 0xBF:
-        return 2
-    if (lead == 0xE2 and i + 2 < end and 0x80 <= data[i + 1] <= 0x81) or (
-        lead == 0xE3 and i + 2 < end and data[i + 1] == 0x80
-    ):
-        return 3
-    return 0
-
-
-@numba.njit(cache=True)
-def _tokenise(data, offsets, codes, unicode):
-    """Word hashes h = rotl(h, 7) ^ code(byte) over each word's bytes, and a key per document.
-
-    The byte loop is branch-light on purpose (a word end is a masked store, not a branch):
-    mispredicted branches at every word boundary cost more than the hashing itself.
-    """
-    n_docs = offsets.shape[0] - 1
-    # Room for a word per 4 bytes, grown when a document could overflow it (at most a word per
-    # 2 bytes): the worst-case size up front costs page faults on every batch.
-    hashes = np.empty((offsets[n_docs] - offsets[0]) // 4 + n_docs + 1, dtype=np.uint64)
-    word_offsets = np.empty(n_docs + 1, dtype=np.int64)
-    text_keys = np.empty(n_docs, dtype=np.uint64)
-    zero = np.uint64(0)
-    n = 0
-    for d in range(n_docs):
-        word_offsets[d] = n
-        need = n + (offsets[d + 1] - offsets[d]) // 2 + 2
-        if need > hashes.shape[0]:
-            grown = np.empty(max(need, 2 * hashes.shape[0]), dtype=np.uint64)
-            grown[:n] = hashes[:n]
-            hashes = grown
-        h = zero
-        in_word = 0
-        i = offsets[d]
-        end = offsets[d + 1]
-        while i < end:
-            byte = data[i]
-            code = codes[byte]
-            step = 1
-            if unicode and byte >= 0x80:  # loop-invariant flag: ASCII batches skip this test
-                sep = _separator_length(data, i, end)
-                if sep:
-                    code = zero
-                    step = sep
-            is_word = 1 if code != zero else 0
-            hashes[n] = h
-            n += in_word & (is_word ^ 1)
-            h = (((h << np.uint64(7)) | (h >> np.uint64(57))) ^ code) if is_word else zero
-            in_word = is_word
-            i += step
-        hashes[n] = h
-        n += in_word
-        key = np.uint64(0x9E3779B97F4A7C15)
-        for j in range(word_offsets[d], n):
-            key = (key ^ hashes[j]) * _KEY_PRIME
-        text_keys[d] = fmix64(key ^ np.uint64(n - word_offsets[d]))
-    word_offsets[n_docs] = n
-    return hashes[:n].copy(), word_offsets, text_keys
-
-
-@numba.njit(cache=True, inline="always")
-def roll(acc: np.uint64, leaving: np.uint64, entering: np.uint64, top: np.uint64) -> np.uint64:
-    """Slide the polynomial n-gram hash one word: drop `leaving` (weight `top`), add `entering`."""
-    return (acc - leaving * top) * _GRAM_PRIME + entering
-
-
-@numba.njit(cache=True, inline="always")
-def first_gram(words, start, width):
-    """(polynomial hash of words[start:start+width], P^(width-1)), the state `roll` continues."""
-    top = np.uint64(1)
-    acc = np.uint64(0)
-    for k in range(width):
-        acc = acc * _GRAM_PRIME + words[start + k]
-        if k:
-            top *= _GRAM_PRIME
-    return acc, top
-
-
-@numba.njit(cache=True)
-def _ngrams(words, word_offsets, n, short_as_one):
-    """Gram hashes: fmix64 of the polynomial sum(w[i+k] * P^(width-1-k)), rolled along the text."""
-    n_docs = word_offsets.shape[0] - 1
-    total = 0
-    for d in range(n_docs):
-        length = word_offsets[d + 1] - word_offsets[d]
-        total += max(length - n + 1, 1 if (short_as_one and length > 0) else 0)
-    grams = np.empty(total, dtype=np.uint64)
-    gram_offsets = np.empty(n_docs + 1, dtype=np.int64)
-    g = 0
-    for d in range(n_docs):
-        gram_offsets[d] = g
-        start = word_offsets[d]
-        length = word_offsets[d + 1] - start
-        width = n if length >= n else (length if short_as_one else 0)
-        if width == 0:
-            continue
-        acc, top = first_gram(words, start, width)
-        grams[g] = fmix64(acc)
-        g += 1
-        for i in range(start + width, start + length):
-            acc = roll(acc, words[i - width], words[i], top)
-            grams[g] = fmix64(acc)
-            g += 1
-    gram_offsets[n_docs] = g
-    return grams, gram_offsets
-
-
 @dataclass(frozen=True)
 class Words:
     """Word hashes of a batch of texts in CSR form: doc i's words are hashes[offsets[i]:offsets[i+1]]."""
@@ -194,7 +70,7 @@ def words(texts: pa.Array | pa.ChunkedArray) -> Words:
     unicode = bool(offsets[-1] > offsets[0] and data[offsets[0]:offsets[-1]].max() >= 0x80)
     if unicode:
         data, offsets = _buffers(pc.utf8_lower(array))  # Unicode case folding (kernel: ASCII)
-    hashes, word_offsets, keys = _tokenise(data, offsets, _BYTE_CODES, unicode)
+    hashes, word_offsets, keys = kernels.tokenise(data, offsets, _BYTE_CODES, unicode)
     return Words(hashes, word_offsets, keys)
 
 
@@ -207,4 +83,4 @@ def ngrams(batch: Words, n: int, *, short_as_one: bool) -> tuple[np.ndarray, np.
     """
     if n < 1:
         raise ValueError(f"n-gram size must be at least 1, got {n}")
-    return _ngrams(batch.hashes, batch.offsets, n, short_as_one)
+    return kernels.ngrams(batch.hashes, batch.offsets, n, short_as_one)

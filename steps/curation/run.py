@@ -18,7 +18,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from steps.curation import embedding_dedup, near_dup
 from steps.curation.benchmark_sets import load_benchmark
 from steps.curation.clusters import ranks, representatives
 from steps.curation.config import CurationConfig
+from steps.curation.decisions import Decisions, removed_table
 from steps.curation.decontaminate import (
     BenchmarkIndex,
     ContaminationReport,
@@ -39,7 +39,7 @@ from steps.curation.decontaminate import (
     overlaps,
 )
 from steps.curation.filters import FILTER_REASONS, filter_reasons
-from steps.curation.funnel import funnel_table, read_previous_funnel, summary, token_counts
+from steps.curation.funnel import curation_stats, funnel_table, read_previous_funnel
 from steps.curation.ngrams import Words, ngrams, words
 from steps.curation.normalise import input_columns, texts, to_arrow
 from steps.curation.sources import ConfigInput, repo_folder_of, resolve_inputs
@@ -49,46 +49,6 @@ from steps.repo_folder import DATA_DIR, write_json
 REMOVED_FILE = "removed.parquet"
 STATS_FILE = "stats.json"
 FUNNEL_FILE = "funnel.parquet"
-
-
-@dataclass
-class Decisions:
-    """What curation decided for every input row (rows numbered across configs, in input order)."""
-
-    inputs: list[ConfigInput]
-    reasons: list[tuple[str, str]]  # (stage, reason) per reason code
-    config_of_row: np.ndarray  # int16, index into inputs
-    local_row: np.ndarray  # int64, position within its config
-    reason: np.ndarray  # int16 reason code, -1 = kept
-    duplicate_of: np.ndarray  # int64 global row, -1
-    benchmark_item: np.ndarray  # int64 item index within its benchmark, -1
-    similarity: np.ndarray  # float32: Jaccard, item coverage or cosine behind a removal
-    text_keys: np.ndarray
-    words: np.ndarray
-    turns: np.ndarray
-    ids: pa.ChunkedArray | None
-    skills: pl.Series
-    decontamination: dict[str, Any] = field(default_factory=dict)
-    near_dup_pairs: dict[str, int] = field(default_factory=dict)
-
-    def code(self, stage: str, reason: str) -> int:
-        return self.reasons.index((stage, reason))
-
-    def row_ids(self, rows: np.ndarray) -> list[str]:
-        """The `id` of each row (read back when not held), or `<config>:<position>` without ids."""
-        if self.ids is not None:
-            return self.ids.take(pa.array(rows)).to_pylist()
-        ids = np.array([f"{self.inputs[c].config}:{p}" for c, p in
-                        zip(self.config_of_row[rows], self.local_row[rows], strict=True)],
-                       dtype=object)
-        for c, source in enumerate(self.inputs):
-            mine = np.flatnonzero(self.config_of_row[rows] == c)
-            if len(mine) and "id" in source.schema():
-                positions = self.local_row[rows[mine]]
-                wanted = np.unique(positions)
-                found = source.rows(wanted, ["id"]).get_column("id").to_numpy()
-                ids[mine] = found[np.searchsorted(wanted, positions)]
-        return ids.tolist()
 
 
 def _dedups(config: CurationConfig) -> bool:
@@ -296,59 +256,6 @@ def _embedding_dedup(decisions: Decisions, rank: np.ndarray, config: CurationCon
         "ij,ij->i", vectors[removed], vectors[neighbour[removed]])
 
 
-def removed_table(decisions: Decisions) -> pa.Table:
-    """One row per removed input row: where it was, why, and what it duplicates or leaks."""
-    rows = np.flatnonzero(decisions.reason >= 0)
-    stage_reason = [decisions.reasons[r] for r in decisions.reason[rows]]
-    dup = decisions.duplicate_of[rows]
-    dup_ids = decisions.row_ids(np.where(dup >= 0, dup, 0)) if len(rows) else []
-    names = [i.config for i in decisions.inputs]
-    item = decisions.benchmark_item[rows]
-    return pa.table({
-        "config": [names[c] for c in decisions.config_of_row[rows]],
-        "row": decisions.local_row[rows],
-        "id": decisions.row_ids(rows),
-        "stage": [s for s, _ in stage_reason],
-        "reason": [r for _, r in stage_reason],
-        "duplicate_of": [d if k >= 0 else None for d, k in zip(dup_ids, dup, strict=True)],
-        "benchmark": [r.removeprefix("benchmark:") if s == "decontamination" else None
-                      for s, r in stage_reason],
-        "benchmark_item": pa.array(np.where(item >= 0, item, 0), mask=item < 0),
-        "similarity": decisions.similarity[rows],
-    })
-
-
-def _sampled_tokens(decisions: Decisions, config: CurationConfig,
-                    columns: dict[str, list[str]]) -> np.ndarray:
-    """Tokens of the user+assistant text of up to `token_sample` kept rows per config, -1 for the
-    rest. The sample is the rows of smallest text hash: deterministic, whatever the row order."""
-    tokens = np.full(len(decisions.reason), -1, dtype=np.int64)
-    kept = decisions.reason < 0
-    for c, source in enumerate(decisions.inputs):
-        mine = np.flatnonzero(kept & (decisions.config_of_row == c))
-        sample = np.sort(mine[np.argsort(decisions.text_keys[mine], kind="stable")
-                              [:config.token_sample]])
-        if len(sample):
-            rows = source.rows(decisions.local_row[sample], columns[source.config])
-            text = texts(rows, config.text_column, "conversation").dedup
-            tokens[sample] = token_counts(text.to_pylist())
-    return tokens
-
-
-def _stats(decisions: Decisions, config: CurationConfig, columns: dict[str, list[str]]
-           ) -> dict[str, Any]:
-    kept = decisions.reason < 0
-    names = np.array([i.config for i in decisions.inputs], dtype=object)
-    frame = pl.DataFrame({
-        "config": names[decisions.config_of_row[kept]].astype(str),
-        "skill": decisions.skills.filter(pl.Series(kept)),
-        "words": decisions.words[kept], "turns": decisions.turns[kept],
-        "tokens": _sampled_tokens(decisions, config, columns)[kept],
-    }).with_columns(tokens=pl.when(pl.col("tokens") >= 0).then(pl.col("tokens")))
-    return {"configs": summary(frame), "decontamination": decisions.decontamination,
-            "near_dup": decisions.near_dup_pairs, "config": config.model_dump(mode="json")}
-
-
 def curate(inputs: str | Path | list[str | Path], out_dir: str | Path,
            config: CurationConfig | None = None, progress: bool = True) -> pa.Table:
     """Curate `inputs` (Parquet files/globs, a dataset folder, or Hub ids) into the dataset folder
@@ -361,7 +268,7 @@ def curate(inputs: str | Path | list[str | Path], out_dir: str | Path,
         curated, skipped, columns = _curated_inputs(resolved, config)
         decisions = analyse(curated, config, progress)
         removed = removed_table(decisions)  # both read the input: before it is replaced
-        stats = _stats(decisions, config, columns)
+        stats = curation_stats(decisions, config, columns)
         for c, source in enumerate(decisions.inputs):
             mine = (decisions.config_of_row == c) & (decisions.reason < 0)
             source.write_rows(decisions.local_row[mine], out)

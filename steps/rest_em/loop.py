@@ -28,6 +28,7 @@ from steps.publish.scrub import scrub_secrets
 from steps.repo_folder import RUN_FILE, write_config, write_json
 from steps.rest_em.estep import PAPER_SAMPLING, EStepResult, run_estep
 from steps.rest_em.metrics import evaluate
+from steps.rest_em.mstep import BaseModel, check_train_extra, fine_tune
 from steps.rest_em.problems import Problem, load_problems, split_heldout
 from steps.rest_em.records import CONFIG, FLOW, kept_rows
 from steps.rest_em.sandbox import isolation_mode
@@ -95,10 +96,9 @@ def run_rest_em(settings: RestEmSettings) -> dict[str, Any]:
     if any(p.kind == "code" for p in problems):
         isolation_mode()  # fail now, with the fix, if code cannot be run isolated here
     train, heldout = split_heldout(problems, settings.heldout_fraction)
-    mstep = None
-    if settings.train:
-        from steps.rest_em import mstep  # torch/trl only with the [train] extra
-        base = mstep.BaseModel.from_engine(settings.engine)
+    if settings.train:  # fail now, not after the first E-step
+        check_train_extra()
+        base = BaseModel.from_engine(settings.engine)
     run_id = stable_id(FLOW, {k: str(v) for k, v in asdict(settings).items()})
     started = time.time()
     engine, model_id = settings.engine, EngineSpec.parse(settings.engine).model_id
@@ -123,14 +123,14 @@ def run_rest_em(settings: RestEmSettings) -> dict[str, Any]:
         best = iteration if improved else best
         _write(settings, run_id, rows, history, best, (len(train), len(heldout)),
                time.time() - started)  # after every E-step: a failed M-step loses no data
-        if not improved or last or mstep is None:
+        if not improved or last or not settings.train:
             break  # (not improved: held-out reward stopped improving, the best so far stays)
         if not new_rows:
             record["mstep"] = {"skipped": "no correct solutions to fine-tune on"}
             break
-        result = mstep.fine_tune(base, new_rows, heldout,
-                                 settings.output_dir / "models" / f"iteration-{iteration + 1}",
-                                 seed=settings.seed)
+        result = fine_tune(base, new_rows, heldout,
+                           settings.output_dir / "models" / f"iteration-{iteration + 1}",
+                           seed=settings.seed)
         record["mstep"] = result.summary()
         engine, model_id = result.engine, result.model_id
     return _write(settings, run_id, rows, history, best, (len(train), len(heldout)),

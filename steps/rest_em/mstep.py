@@ -1,20 +1,21 @@
-"""The M-step: fine-tune the *base* model on the kept solutions with TRL's SFTTrainer.
+"""The M-step driver: what to fine-tune, with which settings, run in a process of its own.
 
 - Restart from the base model every iteration (ReST-EM, unlike ReST, never continues from p_i).
-- Prompt-completion rows (prompt = the few-shot prompt + question, completion = the solution),
-  so the loss covers the solution tokens only.
-- Early stopping on held-out reward: greedy accuracy on the held-out problems, measured at the
-  start and after every epoch with the same verifier as the E-step; the best epoch is kept.
-- The result goes where the next E-step can sample from it: a GGUF (F16) for llama.cpp engines,
+- Training itself (`steps.rest_em.sft`, torch + TRL) runs in a *spawned* process: once torch has
+  started its OpenMP threads in a process, children forked from it hang in llama.cpp's own
+  OpenMP (both use libgomp), and distilabel forks the next E-step's workers from this process.
+  It also hands the training memory back when the step ends.
+- The result goes where the next E-step can sample from it: an F16 GGUF for llama.cpp engines,
   a transformers folder for vLLM.
 
-Needs the [train] extra (torch, transformers, trl, gguf, accelerate); imported only for --train.
+This module imports no torch; the [train] extra is checked before anything runs.
 """
 
 from __future__ import annotations
 
-import copy
-import time
+import importlib.util
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,15 @@ from typing import Any
 from steps.engines import EngineSpec
 from steps.errors import UserError
 from steps.rest_em.problems import Problem
-from steps.rest_em.prompts import solution_prompt
-from steps.rest_em.scoring import SolutionScorer
 
-try:
-    import torch
-    from datasets import Dataset
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        TrainerCallback,
-        TrainerControl,
-        TrainerState,
-        TrainingArguments,
-    )
-    from trl import SFTConfig, SFTTrainer
-except ImportError as missing:  # pragma: no cover - depends on the optional extra
-    raise UserError(f"--train needs the [train] extra ({missing.name} is missing): "
-                    "pip install -e '.[train]'") from None
+TRAIN_EXTRA = ("torch", "transformers", "trl", "gguf", "accelerate")
+
+
+def check_train_extra() -> None:
+    missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"--train needs the [train] extra ({', '.join(missing)} missing): "
+                        "pip install -e '.[train]'")
 
 
 @dataclass(frozen=True)
@@ -59,19 +51,6 @@ class BaseModel:
         raise UserError(f"--train with --engine {spec}: the M-step fine-tunes local weights; use "
                         "embedded, llamacpp:PATH.gguf or vllm:MODEL")
 
-    def load(self) -> tuple[Any, Any]:
-        """(model in float32, tokenizer); a GGUF is dequantised by transformers."""
-        kwargs = {"gguf_file": self.gguf_file} if self.gguf_file else {}
-        tokenizer = AutoTokenizer.from_pretrained(self.path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32, **kwargs)
-        if self.gguf_file:
-            # transformers flags a GGUF-loaded model as quantized (GgufHfQuantizer) although its
-            # weights are dequantised float32 tensors, and the Trainer refuses quantized models.
-            model.is_quantized, model.hf_quantizer = False, None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-        return model, tokenizer
-
 
 @dataclass
 class MStepSettings:
@@ -83,58 +62,13 @@ class MStepSettings:
     eval_batch_size: int = 16
 
 
-def greedy_reward(model: Any, tokenizer: Any, problems: list[Problem], scorer: SolutionScorer,
-                  *, max_new_tokens: int, batch_size: int) -> float:
-    """Share of `problems` whose greedy solution the verifier accepts."""
-    tokenizer.padding_side = "left"
-    was_training = model.training
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(problems), batch_size):
-            batch = problems[start:start + batch_size]
-            encoded = tokenizer.apply_chat_template(
-                [solution_prompt(p) for p in batch], add_generation_prompt=True, padding=True,
-                return_tensors="pt", return_dict=True)
-            output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id)
-            texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:],
-                                           skip_special_tokens=True)
-            correct += sum(scorer(p, text).reward for p, text in zip(batch, texts, strict=True))
-    model.train(was_training)
-    return correct / len(problems)
-
-
-class HeldoutRewardStopping(TrainerCallback):
-    """Held-out reward before training and after each epoch; keep the best epoch's weights."""
-
-    def __init__(self, measure: Any, patience: int) -> None:
-        self.measure, self.patience = measure, patience
-        self.rewards: list[float] = []  # [before training, after epoch 1, …]
-        self.best_epoch, self.best_state = 0, None
-
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
-                       control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
-        self.rewards.append(self.measure(model))
-
-    def on_epoch_end(self, args: TrainingArguments, state: TrainerState,
-                     control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
-        reward = self.measure(model)
-        self.rewards.append(reward)
-        epoch = len(self.rewards) - 1
-        if self.best_state is None or reward > self.rewards[self.best_epoch]:
-            self.best_epoch, self.best_state = epoch, copy.deepcopy(model.state_dict())
-        elif epoch - self.best_epoch >= self.patience:
-            control.should_training_stop = True
-
-
 @dataclass
 class MStepResult:
     engine: str  # the spec the next E-step samples with
     model_id: str
     model_path: Path
     rows: int
-    heldout_rewards: list[float]
+    heldout_rewards: list[float]  # greedy held-out reward before training, after each epoch
     best_epoch: int
     seconds: float
     train_loss: list[float] = field(default_factory=list)
@@ -146,47 +80,18 @@ class MStepResult:
                 "seconds": round(self.seconds, 1)}
 
 
+def _train(*args: Any, **kwargs: Any) -> MStepResult:
+    from steps.rest_em.sft import train
+
+    return train(*args, **kwargs)
+
+
 def fine_tune(base: BaseModel, rows: list[dict[str, Any]], heldout: list[Problem],
               output_dir: Path, *, seed: int = 0,
               settings: MStepSettings | None = None) -> MStepResult:
-    """Fine-tune `base` on `rows` (ROW_SCHEMA, last message = the kept solution)."""
-    settings = settings or MStepSettings()
-    started = time.perf_counter()
-    model, tokenizer = base.load()
-    dataset = Dataset.from_list([{"prompt": row["messages"][:-1],
-                                  "completion": row["messages"][-1:]} for row in rows])
-    scorer = SolutionScorer()
-    stopping = HeldoutRewardStopping(
-        lambda m: greedy_reward(m, tokenizer, heldout, scorer,
-                                max_new_tokens=settings.eval_max_new_tokens,
-                                batch_size=settings.eval_batch_size),
-        settings.patience)
-    config = SFTConfig(
-        output_dir=str(output_dir / "trainer"), num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-        completion_only_loss=True, save_strategy="no", report_to=[], logging_steps=1,
-        seed=seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset,
-                         processing_class=tokenizer, callbacks=[stopping])
-    try:
-        trainer.train()
-    finally:
-        scorer.close()
-    model.load_state_dict(stopping.best_state)
-    if base.gguf_file:
-        from steps.rest_em.gguf_export import export_llama_gguf
-
-        path = export_llama_gguf(model, Path(base.path) / base.gguf_file,
-                                 output_dir / "model-f16.gguf")
-        engine = f"llamacpp:{path}"
-    else:
-        path = output_dir / "model"
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        engine = f"vllm:{path}"
-    return MStepResult(
-        engine=engine,
-        model_id=f"{base.gguf_file or base.path} + ReST-EM M-step ({output_dir.name})",
-        model_path=path, rows=len(rows), heldout_rewards=stopping.rewards,
-        best_epoch=stopping.best_epoch, seconds=time.perf_counter() - started,
-        train_loss=[entry["loss"] for entry in trainer.state.log_history if "loss" in entry])
+    """Fine-tune `base` on `rows` (ROW_SCHEMA, last message = the kept solution), in a child."""
+    check_train_extra()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_train, base, rows, heldout, output_dir, seed=seed,
+                           settings=settings or MStepSettings()).result()
