@@ -16,17 +16,11 @@ prints the tag distributions and the exact-duplicate rate after normalisation.
 
 from __future__ import annotations
 
-import os
-
-# Before llama.cpp loads: the same OpenMP policy the pipeline's process gets (see run_magpie).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
+import argparse
 import re
 import time
 from collections import Counter
 
-from llama_cpp import Llama
 from tqdm import tqdm
 
 from steps.engines import EngineSpec, build_llm, input_seed
@@ -42,6 +36,8 @@ from steps.magpie.task import row_seed
 def raw_instructions(n: int, sampling: Sampling, seed: int, threads: int
                      ) -> tuple[list[str], float]:
     """The instructions and the seconds they took, model load included."""
+    from llama_cpp import Llama  # after steps.engines has set OpenMP's wait policy, as for engines
+
     started = time.perf_counter()
     engine = EngineSpec.parse("embedded")
     template = resolve_template(engine)

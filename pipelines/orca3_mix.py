@@ -28,6 +28,7 @@ from steps.agentinstruct.seed_instructions import SeedInstructionGeneration
 from steps.curation import CurationConfig, curate
 from steps.engines import EngineSpec, build_llm
 from steps.errors import UserError, cli_main
+from steps.magpie.pipeline import make_magpie_rows
 from steps.pipeline import Pipeline, chain
 from steps.progress import watch
 from steps.publish import check_repo_id, push_folder, scrub_secrets, write_card
@@ -51,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher-temperature", type=float, default=0.0)
     p.add_argument("--agent-max-tokens", type=int, default=512)
     p.add_argument("--teacher-max-tokens", type=int, default=256)
+    p.add_argument("--magpie-share", type=float, default=0.0,
+                   help="fraction of --rows made by Magpie from the teacher (config `magpie`)")
     p.add_argument("--tasks-per-item", type=int, default=2,
                    help="tasks each seed-instruction agent writes per passage")
     p.add_argument("--refinement-rounds", type=int, default=1)
@@ -65,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rows < 1 or args.tasks_per_item < 1 or args.refinement_rounds < 0:
         raise UserError("--rows and --tasks-per-item must be ≥ 1, --refinement-rounds ≥ 0")
+    if not 0 <= args.magpie_share < 1:
+        raise UserError("--magpie-share must be in [0, 1)")
     return args
 
 
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> Path:
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     run_id = stable_id({k: v for k, v in config.items() if k not in ("output_dir", "push_to_hub",
                                                                      "private")})
-    items = plan_items(skills, seeds, args.rows, weights, args.seed,
+    magpie_rows = round(args.rows * args.magpie_share)
+    items = plan_items(skills, seeds, args.rows - magpie_rows, weights, args.seed,
                        rows_per_item=args.tasks_per_item * (args.refinement_rounds + 1),
                        refinement_rounds=args.refinement_rounds)
     repo_dir, work = args.output_dir, args.output_dir / ".work" / run_id
@@ -133,13 +139,19 @@ def main(argv: list[str] | None = None) -> Path:
         with watch("work items", len(items), lambda: len(Checkpoints(work / "batches").done)):
             pipeline.run(use_cache=False)
     summary = Checkpoints(work / "batches").assemble(repo_dir)
+    if magpie_rows:  # Magpie conversations from the teacher, mixed in as config `magpie`
+        magpie = make_magpie_rows(magpie_rows, engine=args.teacher, seed=args.seed, run_id=run_id)
+        repo_folder.write_config(repo_dir, "magpie", magpie.rows)
+        repo_folder.add_generation_results(repo_dir, magpie.failures, magpie.funnel)
+        summary["rows"]["magpie"] = magpie.rows.num_rows
     wall = time.time() - started
     if not args.no_curate:
         curate(repo_dir, repo_dir, CurationConfig(benchmarks=args.benchmarks))
     repo_folder.write_json(repo_dir / repo_folder.RUN_FILE, scrub_secrets({
         "run_id": run_id, "command": command_line(), "config": config, "seed": args.seed,
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
-        "taxonomy_version": taxonomy.version, "flows": ["agentinstruct"],
+        "taxonomy_version": taxonomy.version,
+        "flows": ["agentinstruct", *(["magpie"] if magpie_rows else [])],
         "engines": {
             "agent": {"spec": args.agent_llm, "model_id": EngineSpec.parse(args.agent_llm).model_id},
             "teacher": {"spec": args.teacher, "model_id": EngineSpec.parse(args.teacher).model_id},

@@ -20,6 +20,10 @@ import pyarrow.parquet as pq
 
 DATA_DIR = "data"
 RUN_FILE = "run.json"
+FUNNEL_FILE = "funnel.parquet"
+REVIEW_FILE = "review.json"
+FAILURES = "failures"  # the config of items that never became rows (FAILURE_SCHEMA)
+REVIEWED = "reviewed"  # the config of rows kept after Argilla review
 
 
 def config_file(repo_dir: Path, config: str) -> Path:
@@ -46,6 +50,19 @@ def configs(repo_dir: Path) -> list[str]:
     """Config names present in the folder, sorted."""
     data = repo_dir / DATA_DIR
     return sorted(p.name for p in data.iterdir() if any(p.glob("*.parquet"))) if data.exists() else []
+
+
+def add_generation_results(repo_dir: Path, failures: pa.Table, funnel: pa.Table) -> None:
+    """Add one flow's failure records and generation-stage funnel rows to what the folder holds
+    (several flows can write into one repository folder)."""
+    if failures.num_rows:
+        if FAILURES in configs(repo_dir):
+            failures = pa.concat_tables([read_config(repo_dir, FAILURES), failures])
+        write_config(repo_dir, FAILURES, failures)
+    path = repo_dir / FUNNEL_FILE
+    if path.exists():
+        funnel = pa.concat_tables([pq.read_table(path), funnel])
+    pq.write_table(funnel, path)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

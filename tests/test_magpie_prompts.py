@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_engines import openai_server  # noqa: F401 - the loopback server fixture
 from test_magpie_template import (
     LLAMA3_TEMPLATE,
     SYSTEM,
@@ -96,3 +97,20 @@ def test_each_row_has_its_own_seed(llm: LlamaCppEngine) -> None:
     texts = generate_seeded(llm, [prompt] * 4, [11, 12, 13, 11])
     assert texts[0] == texts[3]
     assert len(set(texts[:3])) > 1
+
+
+def test_openai_compatible_engine_gets_raw_prompts(openai_server: str) -> None:  # noqa: F811
+    """A server (llama.cpp's, on loopback) gets the prompt on /v1/completions, one seed per row,
+    requests concurrent; its template comes from --template."""
+    spec = EngineSpec.parse(f"openai:smollm2@{openai_server}")
+    template = resolve_template(spec, "chatml")
+    llm = build_llm(spec, **generation_kwargs(spec, SHORT, instruction_stops(template)))
+    llm.load()
+    prompt = template.pre_query_prompt([])
+    texts = generate_seeded(llm, [prompt] * 3, [21, 22, 21])
+    assert all(text is not None for text in texts) and texts[0] == texts[2]
+    step = MagpieInstruction(name="instruction", llm=llm, template=template,
+                             system_prompts={"default": None, "steered": SYSTEM})
+    out = next(step.process(rows()))
+    assert {row["failure"] for row in out} <= {None, "empty_instruction"}
+    assert any(row["failure"] is None for row in out)

@@ -17,9 +17,8 @@ from steps.errors import UserError
 from steps.publish import card as card_module
 from steps.publish import scrub_secrets, write_card
 from steps.publish.scrub import REDACTED, scrub_text
-from steps.publish.stats import FAILURES
 from steps.publish.tokens import WHITESPACE_WORDS, token_counter
-from steps.repo_folder import RUN_FILE
+from steps.repo_folder import FAILURES, RUN_FILE
 from steps.rows import FAILURE_SCHEMA, ROW_SCHEMA
 
 

@@ -154,11 +154,13 @@ class Checkpoints:
         for failure in failures.iter_rows(named=True):
             config = skill_config.get(failure["skill"], failure["skill"])
             funnel[(config, f"{failure['stage']}:{failure['reason']}")] += 1
-        if failures.height:
-            repo_folder.write_config(repo_dir, "failures", failures.to_arrow().cast(FAILURE_SCHEMA))
+        # This flow's results replace what an earlier run wrote; other flows add theirs after.
+        repo_folder.config_file(repo_dir, repo_folder.FAILURES).unlink(missing_ok=True)
+        (repo_dir / repo_folder.FUNNEL_FILE).unlink(missing_ok=True)
         funnel_rows = [{"config": c, "stage": "generation", "reason": r, "rows": n}
                        for (c, r), n in sorted(funnel.items())]
-        pq.write_table(to_table(funnel_rows, FUNNEL_SCHEMA), repo_dir / "funnel.parquet")
+        repo_folder.add_generation_results(repo_dir, failures.to_arrow().cast(FAILURE_SCHEMA),
+                                           to_table(funnel_rows, FUNNEL_SCHEMA))
         return {"rows": counts, "failures": failures.height, "tokens": self.tokens,
                 "agent_calls": self.agent_calls,
                 "failure_reasons": {f"{c}/{r}": n for (c, r), n in sorted(funnel.items())}}

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from steps.curation.config import CurationConfig
 from steps.curation.decisions import Decisions
 from steps.curation.normalise import texts
+from steps.repo_folder import FUNNEL_FILE
 from steps.rows import FUNNEL_SCHEMA, to_table
 
 
@@ -40,7 +41,7 @@ def funnel_table(configs: list[str], config_of_row: np.ndarray, reason_of_row: n
 
 
 def read_previous_funnel(repo_dir: Path | None) -> pa.Table | None:
-    path = repo_dir / "funnel.parquet" if repo_dir else None
+    path = repo_dir / FUNNEL_FILE if repo_dir else None
     return pq.read_table(path) if path is not None and path.exists() else None
 
 

@@ -44,11 +44,10 @@ from steps.curation.ngrams import Words, ngrams, words
 from steps.curation.normalise import input_columns, texts, to_arrow
 from steps.curation.sources import ConfigInput, repo_folder_of, resolve_inputs
 from steps.errors import UserError
-from steps.repo_folder import DATA_DIR, write_json
+from steps.repo_folder import DATA_DIR, FUNNEL_FILE, write_json
 
 REMOVED_FILE = "removed.parquet"
 STATS_FILE = "stats.json"
-FUNNEL_FILE = "funnel.parquet"
 
 
 def _dedups(config: CurationConfig) -> bool:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateError
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from pydantic import BaseModel, ConfigDict
 
 from steps.engines import EngineSpec
@@ -38,9 +37,14 @@ Message = dict[str, str]
 
 
 @cache
-def _formatter(source: str, bos_token: str, eos_token: str,
-               add_generation_prompt: bool) -> Jinja2ChatFormatter:
-    """Compiled once per template (kept out of ChatTemplate so that it pickles to step processes)."""
+def _formatter(source: str, bos_token: str, eos_token: str, add_generation_prompt: bool) -> Any:
+    """Compiled once per template (kept out of ChatTemplate so that it pickles to step processes).
+
+    llama_cpp is imported here, not at the top: importing it loads OpenMP, which reads its wait
+    policy once, and steps.engines sets that policy (OMP_WAIT_POLICY) on import.
+    """
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
     return Jinja2ChatFormatter(source, eos_token=eos_token, bos_token=bos_token,
                                add_generation_prompt=add_generation_prompt)
 

@@ -11,7 +11,6 @@ call other flows use (orca3_mix's `--magpie-share`).
 # at run time and does not resolve string annotations.
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -130,8 +129,6 @@ def run_magpie(config: MagpieConfig, run_id: str) -> MagpieRows:
     that runs it, and a fork of a process that has already run llama.cpp hangs in OpenMP (any
     caller that generated something in-process, e.g. a test session, or orca3_mix after an
     in-process step). Options are checked here first, so bad input is still one UserError.
-    That process gets OMP_WAIT_POLICY=PASSIVE unless set: llama.cpp evaluates prompts on all
-    cores, and OpenMP threads that spin on a busy 2-core machine made it ten times slower.
     """
     params = plan(config).params(config)
     with tempfile.TemporaryDirectory(prefix="magpie-") as work:
@@ -139,8 +136,7 @@ def run_magpie(config: MagpieConfig, run_id: str) -> MagpieRows:
         child = ("import sys; from steps.magpie.pipeline import run_here; "
                  "run_here(*sys.argv[1:])")
         done = subprocess.run([sys.executable, "-c", child, config.model_dump_json(),
-                               str(result), work], check=False,
-                              env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ})
+                               str(result), work], check=False)
         if done.returncode != 0 or not result.is_file():
             raise RuntimeError(f"the magpie pipeline process failed (exit {done.returncode}); "
                                "its log is above")

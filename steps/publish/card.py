@@ -26,12 +26,11 @@ from steps.errors import UserError
 from steps.publish import plots, stats
 from steps.publish.scrub import scrub_secrets, scrub_text
 from steps.publish.tokens import token_counter
-from steps.repo_folder import RUN_FILE, config_file, configs
+from steps.repo_folder import FAILURES, REVIEW_FILE, REVIEWED, RUN_FILE, config_file, configs
 
 TEMPLATE_DIR = REPO_ROOT / "cards"
 TEMPLATE = "dataset_card.md"
 README = "README.md"
-REVIEW_FILE = "review.json"
 REVIEW_COUNTS = ("rows", "reviewed", "kept", "corrected", "discarded", "pending")
 PLACEHOLDER_REPO_ID = "<namespace>/<dataset-name>"
 FLOW_NAMES = {"agentinstruct": "AgentInstruct", "magpie": "Magpie", "rest_em": "ReST-EM"}
@@ -39,8 +38,8 @@ FLOW_TAGS = {"agentinstruct": "agentinstruct", "magpie": "magpie", "rest_em": "r
 EXTRA_CONFIGS = {
     "magpie": "Magpie: instructions the model wrote from its bare chat-template prefix, and answers",
     "rest_em": "ReST-EM: sampled solutions that passed the binary check",
-    stats.FAILURES: "Items that failed before becoming rows: stage, agent, reason and raw output",
-    stats.REVIEWED: "Rows after Argilla human review (kept and corrected)",
+    FAILURES: "Items that failed before becoming rows: stage, agent, reason and raw output",
+    REVIEWED: "Rows after Argilla human review (kept and corrected)",
 }
 SIZE_CATEGORIES = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"),
                    (10**6, "100K<n<1M"), (10**7, "1M<n<10M"), (10**8, "10M<n<100M")]
@@ -129,7 +128,7 @@ def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> di
         "examples": [{"config": c, "rows": stats.examples(repo_dir, c)}
                      for c in stats.row_configs(repo_dir)],
         "review": _review(repo_dir / REVIEW_FILE),
-        "has_reviewed": stats.REVIEWED in rows,
+        "has_reviewed": REVIEWED in rows,
         "command": scrub_text(run.get("command") or ""),
         "config_yaml": yaml.safe_dump(scrub_secrets(config), sort_keys=True) if config else "",
         "packages": run.get("packages") or {},

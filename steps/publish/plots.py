@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import polars as pl  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from steps.publish.stats import FAILURES  # noqa: E402
+from steps.repo_folder import FAILURES  # noqa: E402
 
 PLOTS_DIR = "plots"
 ROWS_PLOT = f"{PLOTS_DIR}/rows_per_config.png"

@@ -14,12 +14,9 @@ import pyarrow.parquet as pq
 from rich.progress import track
 
 from steps.publish.tokens import TokenCounter
-from steps.repo_folder import DATA_DIR, config_file, configs
+from steps.repo_folder import DATA_DIR, FAILURES, FUNNEL_FILE, REVIEWED, config_file, configs
 from steps.rows import ROW_SCHEMA
 
-FAILURES = "failures"  # FAILURE_SCHEMA rows: items that never became dataset rows
-REVIEWED = "reviewed"  # rows after Argilla review: a second view of rows already in other configs
-FUNNEL_FILE = "funnel.parquet"
 FUNNEL_BRACKETS = {"generation", "input", "output"}  # funnel stages that are not removals
 PROVENANCE = ["flow", "skill", "subcategory", "agent_model", "teacher_model", "generation_params"]
 MEASURES = ["turns", "prompt_chars", "response_chars", "prompt_tokens", "response_tokens"]

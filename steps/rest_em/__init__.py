@@ -11,7 +11,8 @@ Read in this order:
     metrics       greedy pass@1, pass@k, majority vote
     estep         the E-step as a distilabel pipeline
     records       kept solutions as ROW_SCHEMA rows
-    mstep         the M-step: TRL SFTTrainer from the base model, held-out early stopping [train]
+    mstep         the M-step driver: base model, settings, a spawned training process
+    sft           TRL SFTTrainer on completions, held-out-reward early stopping [train]
     gguf_export   fine-tuned weights back to GGUF for llama.cpp engines [train]
     loop          iterations E -> evaluate -> M, and the repository folder it writes
 """

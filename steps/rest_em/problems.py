@@ -127,15 +127,13 @@ def arithmetic_problems(count: int, seed: int) -> list[Problem]:
 
 
 def split_heldout(problems: list[Problem], fraction: float) -> tuple[list[Problem], list[Problem]]:
-    """(train, held-out), chosen by a hash of the problem id so a rerun splits the same way."""
+    """(train, held-out): the held-out share is exact, chosen by a hash of each problem's id, so
+    a rerun (in any order) splits the same way."""
     if not 0 < fraction < 1:
         raise UserError(f"--heldout-fraction {fraction}: use a number between 0 and 1")
-    buckets = 10_000
-    cut = round(fraction * buckets)
-    held = {p.id for p in problems if int(stable_id("heldout", p.id), 16) % buckets < cut}
-    train = [p for p in problems if p.id not in held]
-    heldout = [p for p in problems if p.id in held]
-    if not train or not heldout:
+    size = round(fraction * len(problems))
+    if not 0 < size < len(problems):
         raise UserError(f"--heldout-fraction {fraction}: leaves an empty split for "
                         f"{len(problems)} problems; use more problems")
-    return train, heldout
+    held = {p.id for p in sorted(problems, key=lambda p: stable_id("heldout", p.id))[:size]}
+    return [p for p in problems if p.id not in held], [p for p in problems if p.id in held]

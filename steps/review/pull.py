@@ -22,8 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steps.errors import UserError
-from steps.publish.stats import REVIEWED
-from steps.repo_folder import read_config, write_config, write_json
+from steps.repo_folder import REVIEW_FILE, REVIEWED, read_config, write_config, write_json
 from steps.review import server
 from steps.review.decisions import Answer, Decision, decide
 from steps.review.push import queue_name
@@ -31,7 +30,6 @@ from steps.review.queue_settings import MESSAGES
 from steps.review.records import record_id, with_correction
 from steps.rows import to_table
 
-REVIEW_JSON = "review.json"  # read by steps/publish/card.py
 REVIEW_TABLE = "review.parquet"
 REVIEW_SCHEMA = pa.schema([
     ("config", pa.string()), ("row_id", pa.string()), ("record_id", pa.string()),
@@ -77,7 +75,7 @@ def write(repo_dir: Path, review: Review, workspace: str) -> None:
     tmp = repo_dir / f"{REVIEW_TABLE}.tmp"
     pq.write_table(pa.Table.from_pylist(review.per_row, schema=REVIEW_SCHEMA), tmp)
     os.replace(tmp, repo_dir / REVIEW_TABLE)
-    write_json(repo_dir / REVIEW_JSON, review.totals() | {
+    write_json(repo_dir / REVIEW_FILE, review.totals() | {
         "workspace": workspace, "queues": review.queues, "configs": review.counts})
 
 

@@ -15,8 +15,7 @@ import argilla as rg
 import pyarrow.parquet as pq
 
 from steps.errors import UserError
-from steps.publish.stats import REVIEWED
-from steps.repo_folder import config_file, configs, read_config
+from steps.repo_folder import REVIEWED, config_file, configs, read_config
 from steps.review import server
 from steps.review.queue_settings import queue_settings
 from steps.review.records import record_id, to_record, unpushable_reason
