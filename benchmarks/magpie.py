@@ -10,8 +10,9 @@ penalty, end-of-turn + newline stops), the same seed per row and the same thread
 instructions only. Both are timed from start to the last instruction, model load included (and
 the pipeline's process and worker start-up). Prints instructions/s of each, their ratio, and how
 many instructions came out identical.
---stats then tags the pipeline's instructions (embedded judge, lingua over all languages) and
-prints the tag distributions and the exact-duplicate rate after normalisation.
+--stats then tags the pipeline's instructions (the pipeline judge's prompt and schema on the
+embedded model; lingua over all languages) and prints the tag distributions and the
+exact-duplicate rate after normalisation (lower case, punctuation dropped, spaces collapsed).
 """
 
 from __future__ import annotations
@@ -62,21 +63,29 @@ def normalised(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", "", text.lower())).strip()
 
 
-def tag(instructions: list[str], threads: int, batch: int = 25) -> list[dict]:
-    judge = MagpieTagger(name="tagging", llm=build_llm("embedded", n_threads=threads,
-                                                       temperature=0.0,
-                                                       max_new_tokens=JUDGE_MAX_TOKENS))
-    judge.load()
-    rows = [{"conversation_id": i, "messages": [{"role": "user", "content": text}],
-             "failure": None} for i, text in enumerate(instructions)]
-    tagged: list[dict] = []
+def tag(instructions: list[str], threads: int) -> list[dict]:
+    """The pipeline judge's prompt, schema and parsing (MagpieTagger) and lingua, for statistics.
+
+    The judge runs on one llama.cpp instance that keeps its prompt cache between calls: the
+    long prompt prefix is read once, not per row (LlamaCppEngine resets the cache on every call
+    so that outputs do not depend on call order), which makes 500 tags minutes, not an hour.
+    """
+    from llama_cpp import Llama
+
+    judge = MagpieTagger(name="tagging", llm=build_llm("embedded"))  # format and parse only
+    llama = Llama(model_path=EngineSpec.parse("embedded").model, n_ctx=4096, n_threads=threads,
+                  n_threads_batch=threads, verbose=False)
+    tagged = []
     try:
-        with tqdm(total=len(rows), desc="tagging (embedded judge)", unit="instr") as bar:
-            for start in range(0, len(rows), batch):
-                tagged += next(judge.process(rows[start:start + batch]))
-                bar.update(len(rows[start:start + batch]))
+        for i, text in enumerate(tqdm(instructions, desc="tagging (embedded judge)")):
+            row = {"conversation_id": i, "messages": [{"role": "user", "content": text}]}
+            messages, structured = judge.format_input(row)
+            done = llama.create_chat_completion(
+                messages, temperature=0.0, max_tokens=JUDGE_MAX_TOKENS,
+                response_format={"type": "json_object", "schema": structured["schema"]})
+            tagged.append(judge.format_output(done["choices"][0]["message"]["content"], row))
     finally:
-        judge.unload()
+        llama.close()
     detector = build_detector()
     for row, text in zip(tagged, instructions, strict=True):
         row["language"] = detect_language(detector, text)

@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> Path:
         funnel.append(filtered.funnel)
     out = args.output_dir
     repo_folder.write_config(out, CONFIG, rows)
-    repo_folder.write_config(out, "failures", made.failures)
-    pq.write_table(pa.concat_tables(funnel), out / "funnel.parquet")
+    repo_folder.write_config(out, repo_folder.FAILURES, made.failures)  # a fresh run: replaced
+    pq.write_table(pa.concat_tables(funnel), out / repo_folder.FUNNEL_FILE)
     repo_folder.write_json(out / repo_folder.RUN_FILE, scrub_secrets({
         "run_id": run_id, "command": command_line(), "flows": ["magpie"],
         "config": config.model_dump(), "seed": config.seed,

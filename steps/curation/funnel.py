@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from steps.curation.config import CurationConfig
 from steps.curation.decisions import Decisions
 from steps.curation.normalise import texts
+from steps.publish.tokens import token_counter
 from steps.repo_folder import FUNNEL_FILE
 from steps.rows import FUNNEL_SCHEMA, to_table
 
@@ -70,13 +71,9 @@ def summary(frame: pl.DataFrame) -> dict[str, Any]:
 
 
 def token_counts(strings: list[str]) -> list[int]:
-    """Tokens per text with the embedded model's tokenizer (vocabulary only, no weights run)."""
-    from llama_cpp import Llama
-
-    from steps.engines import embedded_gguf
-
-    vocab = Llama(model_path=str(embedded_gguf()), vocab_only=True, verbose=False)
-    return [len(vocab.tokenize(text.encode(), add_bos=False, special=False)) for text in strings]
+    """Tokens per text with the embedded model's tokenizer (whitespace words without it)."""
+    counter = token_counter()
+    return [counter.count(t) if counter.count else len(t.split()) for t in strings]
 
 
 def _sampled_tokens(decisions: Decisions, config: CurationConfig,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import polars as pl
 
@@ -40,8 +41,10 @@ WHITESPACE_WORDS = TokenCounter(
 )
 
 
+@cache
 def token_counter() -> TokenCounter:
-    """SmolLM2's tokenizer when llama-cpp-python and the embedded GGUF are installed, else words."""
+    """SmolLM2's tokenizer (loaded once per process) when llama-cpp-python and the embedded GGUF
+    are installed, else whitespace words."""
     try:
         import llama_cpp
 
