@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> Path:
         repo_folder.add_generation_results(repo_dir, magpie.failures, magpie.funnel)
         summary["rows"]["magpie"] = magpie.rows.num_rows
     wall = time.time() - started
+    earlier = repo_dir / repo_folder.RUN_FILE  # a resumed run adds its time to the earlier tries'
+    if todo != items and earlier.exists() and json.loads(earlier.read_text())["run_id"] == run_id:
+        wall += json.loads(earlier.read_text())["wall_time_s"]
     if not args.no_curate:
         curate(repo_dir, repo_dir, CurationConfig(benchmarks=args.benchmarks))
     repo_folder.write_json(repo_dir / repo_folder.RUN_FILE, scrub_secrets({

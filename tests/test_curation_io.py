@@ -147,3 +147,20 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def test_curated_configs_keep_their_input_schema(tmp_path: Path) -> None:
+    """polars writes large string types; a curated config must keep ROW_SCHEMA so that configs
+    of one repository still load together as the `default` mix."""
+    from steps.curation import curate
+    from steps.repo_folder import config_file, write_config
+    from steps.rows import ROW_SCHEMA, to_table
+
+    rows = [{"id": f"r{i}", "config": "rc", "skill": "reading_comprehension",
+             "messages": [{"role": "user", "content": f"question number {i} about tides"},
+                          {"role": "assistant", "content": f"answer {i} is about the moon"}]}
+            for i in range(5)]
+    write_config(tmp_path, "rc", to_table(rows))
+    curate(tmp_path, tmp_path, progress=False)
+    written = pq.read_schema(config_file(tmp_path, "rc")).remove_metadata()
+    assert written.equals(ROW_SCHEMA)

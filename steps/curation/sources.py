@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from steps.errors import UserError
 from steps.repo_folder import DATA_DIR, config_file, configs
@@ -58,11 +60,24 @@ class ConfigInput:
         (self.scan().with_row_index(ROW_INDEX)
          .filter(pl.col(ROW_INDEX).is_in(pl.Series(kept.astype(np.uint32)).implode()))
          .drop(ROW_INDEX).sink_parquet(tmp, row_group_size=OUTPUT_ROW_GROUP))
+        _restore_schema(tmp, pq.read_schema(self.files[0]))
         for stale in path.parent.glob("*.parquet"):
             if stale != path:
                 stale.unlink()
         os.replace(tmp, path)
         return path
+
+
+def _restore_schema(path: Path, schema: pa.Schema) -> None:
+    """Give the written file its input's Arrow schema back, batch by batch. polars writes large
+    string/list types, and configs of one repository must share one schema to load as a mix."""
+    if pq.read_schema(path).remove_metadata().equals(schema.remove_metadata()):
+        return
+    recast = path.with_suffix(".cast")
+    with pq.ParquetWriter(recast, schema) as writer:
+        for batch in pq.ParquetFile(path).iter_batches():
+            writer.write_batch(batch.cast(schema))
+    os.replace(recast, path)
 
 
 def _config_from_path(path: Path) -> str:
