@@ -29,11 +29,12 @@ from steps.curation import CurationConfig, curate
 from steps.engines import EngineSpec, build_llm
 from steps.errors import UserError, cli_main
 from steps.magpie.pipeline import make_magpie_rows
+from steps.magpie.sampling import Sampling
 from steps.pipeline import Pipeline, chain
 from steps.progress import watch
-from steps.publish import check_repo_id, push_folder, scrub_secrets, write_card
+from steps.publish import check_repo_id, push_folder, write_card
 from steps.rows import stable_id
-from steps.run_record import command_line, package_versions
+from steps.run_record import write_run_record
 from steps.seeds import load_seeds
 from steps.taxonomy import load_taxonomy
 
@@ -140,28 +141,27 @@ def main(argv: list[str] | None = None) -> Path:
             pipeline.run(use_cache=False)
     summary = Checkpoints(work / "batches").assemble(repo_dir)
     if magpie_rows:  # Magpie conversations from the teacher, mixed in as config `magpie`
-        magpie = make_magpie_rows(magpie_rows, engine=args.teacher, seed=args.seed, run_id=run_id)
+        magpie = make_magpie_rows(
+            magpie_rows, engine=args.teacher, seed=args.seed, run_id=run_id,
+            batch_size=args.batch_size,
+            instruction=Sampling(temperature=1.0, top_p=1.0, max_new_tokens=256),  # Magpie's
+            response=Sampling(temperature=args.teacher_temperature, top_p=1.0,
+                              max_new_tokens=args.teacher_max_tokens))
         repo_folder.write_config(repo_dir, "magpie", magpie.rows)
         repo_folder.add_generation_results(repo_dir, magpie.failures, magpie.funnel)
         summary["rows"]["magpie"] = magpie.rows.num_rows
     wall = time.time() - started
-    earlier = repo_dir / repo_folder.RUN_FILE  # a resumed run adds its time to the earlier tries'
-    if todo != items and earlier.exists() and json.loads(earlier.read_text())["run_id"] == run_id:
-        wall += json.loads(earlier.read_text())["wall_time_s"]
-    if not args.no_curate:
+    if summary["rows"] and not args.no_curate:  # (nothing to curate if every item failed)
         curate(repo_dir, repo_dir, CurationConfig(benchmarks=args.benchmarks))
-    repo_folder.write_json(repo_dir / repo_folder.RUN_FILE, scrub_secrets({
-        "run_id": run_id, "command": command_line(), "config": config, "seed": args.seed,
+    write_run_record(repo_dir, {
+        "run_id": run_id, "config": config, "seed": args.seed, "wall_time_s": round(wall, 1),
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "taxonomy_version": taxonomy.version,
         "flows": ["agentinstruct", *(["magpie"] if magpie_rows else [])],
-        "engines": {
-            "agent": {"spec": args.agent_llm, "model_id": EngineSpec.parse(args.agent_llm).model_id},
-            "teacher": {"spec": args.teacher, "model_id": EngineSpec.parse(args.teacher).model_id},
-        },
-        "seeds": {"source": args.seeds, "files": len(seeds)},
-        "packages": package_versions(), "wall_time_s": round(wall, 1), **summary,
-    }))
+        "engines": {role: {"spec": spec, "model_id": EngineSpec.parse(spec).model_id}
+                    for role, spec in (("agent", args.agent_llm), ("teacher", args.teacher))},
+        "seeds": {"source": args.seeds, "files": len(seeds)}, **summary,
+    }, resumed=todo != items)
     print(f"wrote {sum(summary['rows'].values())} rows in {len(summary['rows'])} configs and "
           f"{summary['failures']} failure records to {repo_dir}")
     write_card(repo_dir, repo_id=args.push_to_hub)

@@ -106,6 +106,7 @@ class LlamaCppEngine(LLM):
             model_path=self.model_path,
             n_ctx=self.n_ctx,
             n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,  # prompt reading too: one engine per step process
             verbose=False,
         )
         super().load()

@@ -148,14 +148,14 @@ class Taxonomy(BaseModel):
         return sum(len(s.instruction_agents) for s in self.skills.values())
 
 
-def _first_error(error: ValidationError) -> str:
+def first_error(error: ValidationError) -> str:
     err = error.errors()[0]
     message = err["msg"].removeprefix("Value error, ")  # our validators name their own key
     where = ".".join(str(part) for part in err["loc"])
     return f"{where}: {message}" if where else message
 
 
-def _read_yaml(path: Path) -> object:
+def read_yaml(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -179,17 +179,17 @@ def load_taxonomy(directory: Path = TAXONOMY_DIR) -> Taxonomy:
             raise UserError(f"{path}: missing (shared prompt frames)")
         digest.update(path.name.encode() + path.read_bytes())
     try:
-        prompts = PromptFrames.model_validate(_read_yaml(prompts_path))
+        prompts = PromptFrames.model_validate(read_yaml(prompts_path))
     except ValidationError as error:
-        raise UserError(f"{prompts_path}: {_first_error(error)}") from None
+        raise UserError(f"{prompts_path}: {first_error(error)}") from None
     for path in files:
-        data = _read_yaml(path)
+        data = read_yaml(path)
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a mapping of skill fields at the top level")
         try:
             skill = Skill.model_validate({"id": path.stem, **data})
         except ValidationError as error:
-            raise UserError(f"{path}: {_first_error(error)}") from None
+            raise UserError(f"{path}: {first_error(error)}") from None
         skills[skill.id] = skill
     splits = [s.split for s in skills.values()]
     for split in splits:

@@ -133,3 +133,4 @@ def test_evaluate_reports_greedy_pass_at_k_and_majority() -> None:
     assert metrics["greedy_pass@1"] == 0.5
     assert metrics["pass@1"] == pytest.approx(0.25) and metrics["pass@2"] == pytest.approx(0.5)
     assert metrics["majority_vote"] == 0.5  # problem 0: a 1-1 tie goes to the first answer
+    assert metrics["sampled_outcomes"] == {"pass": 1, "fail": 3}

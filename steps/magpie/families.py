@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from steps import REPO_ROOT
 from steps.errors import UserError
-from steps.taxonomy import _first_error, _read_yaml
+from steps.taxonomy import first_error, read_yaml
 
 CHAT_TEMPLATES_FILE = REPO_ROOT / "taxonomies" / "magpie" / "chat_templates.yaml"
 
@@ -43,13 +43,13 @@ class ChatTemplates(_Strict):
 
 @cache
 def _load() -> ChatTemplates:
-    data = _read_yaml(CHAT_TEMPLATES_FILE)
+    data = read_yaml(CHAT_TEMPLATES_FILE)
     if isinstance(data, dict):  # each family's name is its key
         data["families"] = {k: {"name": k, **v} for k, v in (data.get("families") or {}).items()}
     try:
         loaded = ChatTemplates.model_validate(data)
     except ValidationError as error:
-        raise UserError(f"{CHAT_TEMPLATES_FILE}: {_first_error(error)}") from None
+        raise UserError(f"{CHAT_TEMPLATES_FILE}: {first_error(error)}") from None
     for name, known in loaded.templates.items():
         if known.family not in loaded.families:
             raise UserError(f"{CHAT_TEMPLATES_FILE}: templates.{name}.family: unknown family "

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from steps import REPO_ROOT
 from steps.errors import UserError
-from steps.taxonomy import _first_error, _read_yaml
+from steps.taxonomy import first_error, read_yaml
 
 SYSTEM_PROMPTS_FILE = REPO_ROOT / "taxonomies" / "magpie" / "system_prompts.yaml"
 NEUTRAL = "default"
@@ -53,6 +53,6 @@ class Steering(_Strict):
 
 def load_steering(path: Path = SYSTEM_PROMPTS_FILE) -> Steering:
     try:
-        return Steering.model_validate(_read_yaml(path))
+        return Steering.model_validate(read_yaml(path))
     except ValidationError as error:
-        raise UserError(f"{path}: {_first_error(error)}") from None
+        raise UserError(f"{path}: {first_error(error)}") from None

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from steps import REPO_ROOT
 from steps.errors import UserError
 from steps.magpie.task import MagpieTask
-from steps.taxonomy import _first_error, _read_yaml
+from steps.taxonomy import first_error, read_yaml
 
 TAGGING_FILE = REPO_ROOT / "taxonomies" / "magpie" / "tagging.yaml"
 TAG_COLUMNS = ["task_category", "input_quality", "difficulty"]
@@ -70,9 +70,9 @@ class TagScales(BaseModel):
 @cache
 def load_tag_scales() -> TagScales:
     try:
-        return TagScales.model_validate(_read_yaml(TAGGING_FILE))
+        return TagScales.model_validate(read_yaml(TAGGING_FILE))
     except ValidationError as error:
-        raise UserError(f"{TAGGING_FILE}: {_first_error(error)}") from None
+        raise UserError(f"{TAGGING_FILE}: {first_error(error)}") from None
 
 
 def first_instruction(messages: list[dict[str, str]]) -> str:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distilabel.pipeline import Pipeline
 from distilabel.steps import LoadDataFromDicts, Step, StepInput
 from distilabel.steps.tasks import Task
 from pydantic import PrivateAttr
 
 from steps.engines import build_llm
+from steps.pipeline import Pipeline
 from steps.progress import watch
 from steps.rest_em.problems import Problem
 from steps.rest_em.prompts import solution_prompt

@@ -85,7 +85,7 @@ def _iteration_record(iteration: int, model: str, estep: EStepResult, train: lis
         "generations": estep.samples,
         "seconds": round(estep.seconds, 2),
         "samples_per_s": round(estep.samples / estep.seconds, 3),
-        "output_tok_per_s": round(tokens / estep.seconds, 2),  # no "token": run.json masks it
+        "output_tokens_per_s": round(tokens / estep.seconds, 2),
     }
 
 

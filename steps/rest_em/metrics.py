@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from math import comb
+from typing import Any
 
 from steps.rest_em.answers import normalise_answer
 from steps.rest_em.problems import Problem
@@ -46,10 +47,10 @@ def report_ks(n: int) -> list[int]:
 
 
 def evaluate(problems: Sequence[Problem], sampled: Mapping[str, Sequence[Scored]],
-             greedy: Mapping[str, Scored]) -> dict[str, float | int | None]:
-    """Metrics for `problems`: greedy pass@1, sampled pass@k for report_ks(n), majority vote."""
+             greedy: Mapping[str, Scored]) -> dict[str, Any]:
+    """Greedy pass@1, sampled pass@k for report_ks(n), majority vote, sampled outcome counts."""
     n = min(len(sampled[p.id]) for p in problems)
-    metrics: dict[str, float | int | None] = {
+    metrics: dict[str, Any] = {
         "problems": len(problems),
         "samples_per_problem": n,
         "greedy_pass@1": sum(greedy[p.id].reward for p in problems) / len(problems),
@@ -58,6 +59,7 @@ def evaluate(problems: Sequence[Problem], sampled: Mapping[str, Sequence[Scored]
         metrics[f"pass@{k}"] = sum(
             pass_at_k(n, sum(s.reward for s in sampled[p.id][:n]), k) for p in problems
         ) / len(problems)
+    metrics["sampled_outcomes"] = dict(Counter(s.outcome for p in problems for s in sampled[p.id]))
     math = [p for p in problems if p.kind == "math"]
     metrics["majority_vote"] = (sum(majority_correct(sampled[p.id]) for p in math) / len(math)
                                 if math else None)
