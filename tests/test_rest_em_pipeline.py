@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -45,9 +47,14 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
     problems.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
     out = tmp_path / "repo"
     k, cap = 3, 1
-    rest_em.main(["--problems", str(problems), "-k", str(k), "--max-per-problem", str(cap),
-                  "--max-new-tokens", "48", "--heldout-fraction", "0.4",
-                  "--output-dir", str(out)])
+    # A fresh process: distilabel forks its workers, and a fork of a process that already ran
+    # llama.cpp (earlier tests in this session did) hangs in OpenMP.
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "rest_em.py"), "--problems", str(problems),
+         "-k", str(k), "--max-per-problem", str(cap), "--max-new-tokens", "48",
+         "--heldout-fraction", "0.4", "--output-dir", str(out)],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
 
     run = json.loads((out / "run.json").read_text())
     (record,) = run["iterations"]

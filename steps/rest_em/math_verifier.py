@@ -79,6 +79,7 @@ class MathVerifier:
 
     `check` is the function the worker runs (a module-level function, so it can be pickled);
     `time_limit` is math-verify's own per-operation limit, `hard_timeout` the caller's limit.
+    The worker is spawned, so a script using this needs the usual `if __name__ == "__main__"`.
     """
 
     STARTUP_TIMEOUT = 300.0  # spawning and importing sympy, on a busy machine
