@@ -29,9 +29,8 @@ from steps.magpie.rows import CONFIG
 from steps.magpie.sampling import INSTRUCTION_SAMPLING as INS
 from steps.magpie.sampling import RESPONSE_SAMPLING as RES
 from steps.magpie.sampling import Sampling
-from steps.publish.scrub import scrub_secrets
 from steps.rows import stable_id
-from steps.run_record import command_line, package_versions
+from steps.run_record import write_run_record
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -107,14 +106,14 @@ def main(argv: list[str] | None = None) -> Path:
     repo_folder.write_config(out, CONFIG, rows)
     repo_folder.write_config(out, repo_folder.FAILURES, made.failures)  # a fresh run: replaced
     pq.write_table(pa.concat_tables(funnel), out / repo_folder.FUNNEL_FILE)
-    repo_folder.write_json(out / repo_folder.RUN_FILE, scrub_secrets({
-        "run_id": run_id, "command": command_line(), "flows": ["magpie"],
+    write_run_record(out, {
+        "run_id": run_id, "flows": ["magpie"],
         "config": config.model_dump(), "seed": config.seed,
         "generation_params": made.generation_params,
         "filter": {"preset": args.filter, "not_applied": not_applied} if args.filter else None,
         "rows": {CONFIG: rows.num_rows}, "failures": made.failures.num_rows,
-        "packages": package_versions(), "wall_time_s": round(time.time() - started, 1),
-    }))
+        "wall_time_s": round(time.time() - started, 1),
+    }, resumed=False)
     lost = sum(made.funnel.column("rows").to_pylist())
     print(f"magpie: {rows.num_rows} of {config.num_rows} conversations kept ({lost} lost in "
           f"generation), {made.failures.num_rows} failure records; wrote {out}")

@@ -14,6 +14,7 @@ iteration, samples/s, settings, package versions).
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -24,8 +25,7 @@ import pyarrow.parquet as pq
 
 from steps.engines import EngineSpec
 from steps.errors import UserError
-from steps.publish.scrub import scrub_secrets
-from steps.repo_folder import RUN_FILE, write_config, write_json
+from steps.repo_folder import RUN_FILE, write_config
 from steps.rest_em.estep import PAPER_SAMPLING, EStepResult, run_estep
 from steps.rest_em.metrics import evaluate
 from steps.rest_em.mstep import BaseModel, check_train_extra, fine_tune
@@ -34,7 +34,7 @@ from steps.rest_em.records import CONFIG, FLOW, kept_rows
 from steps.rest_em.sandbox import isolation_mode
 from steps.rest_em.selection import count_outcomes, funnel_rows
 from steps.rows import FUNNEL_SCHEMA, stable_id, to_table
-from steps.run_record import command_line, package_versions
+from steps.run_record import write_run_record
 
 
 @dataclass
@@ -148,9 +148,8 @@ def _write(settings: RestEmSettings, run_id: str, rows: list[dict[str, Any]],
         totals.update(record["counts"])
     pq.write_table(to_table(funnel_rows(CONFIG, dict(totals)), FUNNEL_SCHEMA),
                    out / "funnel.parquet")
-    summary = scrub_secrets({
+    summary = {
         "run_id": run_id,
-        "command": command_line(),
         "flows": [FLOW],
         "config": {**asdict(settings), "output_dir": str(out)},
         "seed": settings.seed,
@@ -161,9 +160,8 @@ def _write(settings: RestEmSettings, run_id: str, rows: list[dict[str, Any]],
         "best_iteration": best,
         "counts": dict(totals),
         "rows": {CONFIG: len(rows)},
-        "packages": package_versions(),
         "wall_time_s": round(wall_time_s, 1),
-    })
-    write_json(out / RUN_FILE, summary)
-    return summary
+    }
+    write_run_record(out, summary, resumed=False)
+    return json.loads((out / RUN_FILE).read_text())
 
