@@ -51,6 +51,17 @@ class InstructionAgent(_Strict):
     output: InstructionOutput = "instructions"
     context: Context | None = None  # None: the skill's default
     prompt: str | None = None
+    # Structure its tasks must keep through every stage (steps/agentinstruct/structure.py):
+    multiple_choice: bool | None = None  # questions with lettered options; None: the skill's
+    tool_call: Literal["required", "none"] | None = None  # tool requests: a call, or none
+
+    @model_validator(mode="after")
+    def _check_structure(self) -> InstructionAgent:
+        if self.multiple_choice and self.output != "questions":
+            raise ValueError("multiple_choice: only agents with output `questions` have options")
+        if self.tool_call and self.output != "tool_requests":
+            raise ValueError("tool_call: only agents with output `tool_requests` make calls")
+        return self
 
 
 class RefinementGoal(_Strict):
@@ -69,6 +80,7 @@ class Skill(_Strict):
     seed_kinds: list[Literal["text", "code"]] = ["text", "code"]
     context: Context = "passage"
     turns: int = Field(default=1, ge=1)  # user turns per conversation; >1 adds follow-up turns
+    multiple_choice: bool = False  # every question agent's tasks have lettered options
     transformation_agents: list[TransformationAgent] = Field(min_length=1)
     instruction_agents: list[InstructionAgent] = Field(min_length=1)
     refinement_goals: list[RefinementGoal] = Field(min_length=1)
@@ -107,6 +119,12 @@ class Skill(_Strict):
     def context_of(self, agent: InstructionAgent) -> Context:
         return agent.context or self.context
 
+    def is_multiple_choice(self, agent: InstructionAgent) -> bool:
+        """Whether the agent's tasks must carry lettered options (and an answer among them)."""
+        if agent.multiple_choice is not None:
+            return agent.multiple_choice
+        return self.multiple_choice and agent.output == "questions"
+
 
 class PromptFrames(_Strict):
     """Prompt templates shared by all skills (str.format placeholders, see _prompts.yaml)."""
@@ -138,10 +156,19 @@ class Taxonomy(BaseModel):
         return {skill.split: skill for skill in self.skills.values()}
 
     def resolve(self, names: list[str] | None) -> list[Skill]:
-        """Skills by id or split name (e.g. `reading_comprehension` or `rc`); None means all."""
+        """Skills by id or split name (e.g. `reading_comprehension` or `rc`); None means all.
+
+        A skill named twice (`rc,reading_comprehension`) is planned once, in the order first named;
+        blanks around names are ignored.
+
+        Raises:
+            UserError: a name is neither a skill id nor a split name, or no name is given.
+        """
+        names = [name.strip() for name in names or [] if name.strip()]
         if not names:
             return [self.skills[k] for k in sorted(self.skills)]
-        return [self.by_split[n] if n in self.by_split else self.skill(n) for n in names]
+        skills = [self.by_split[n] if n in self.by_split else self.skill(n) for n in names]
+        return list({skill.id: skill for skill in skills}.values())
 
     @property
     def subcategory_count(self) -> int:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from steps import REPO_ROOT
+from steps.agentinstruct.plan import parse_mix
 from steps.errors import UserError
 from steps.seeds import load_seeds
 from steps.taxonomy import TAXONOMY_DIR, Taxonomy, load_taxonomy
@@ -58,6 +59,47 @@ def taxonomy() -> Taxonomy:
 def test_the_17_skills_carry_their_dataset_split_names(taxonomy: Taxonomy) -> None:
     assert {skill_id: skill.split for skill_id, skill in taxonomy.skills.items()} == SPLITS
     assert [s.id for s in taxonomy.resolve(["rc", "code_"])] == ["reading_comprehension", "coding"]
+
+
+@pytest.mark.parametrize(("names", "ids"), [
+    (["rc", "reading_comprehension"], ["reading_comprehension"]),
+    (["reading_comprehension", "rc", "rc"], ["reading_comprehension"]),
+    (["code_", " rc", "coding", ""], ["coding", "reading_comprehension"]),
+    (["mcq", "multiple_choice_questions", "fermi", "mcq"], ["multiple_choice_questions", "fermi"]),
+])
+def test_a_skill_named_twice_is_planned_once(taxonomy: Taxonomy, names: list[str],
+                                             ids: list[str]) -> None:
+    assert [s.id for s in taxonomy.resolve(names)] == ids
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("rc=nan", "finite"), ("rc=inf", "finite"), ("rc=-inf", "finite"), ("rc=NaN", "finite"),
+    ("rc=-1", "finite number ≥ 0"), ("rc=", "must be a number"), ("rc=two", "must be a number"),
+    ("rc=1,reading_comprehension=2", "name the same skill"), ("rc=0,code_=0", "not all be zero"),
+    ("fermi=1", "not one of the selected skills"),
+])
+def test_bad_mix_is_one_line(taxonomy: Taxonomy, spec: str, needle: str) -> None:
+    with pytest.raises(UserError) as caught:
+        parse_mix(spec, taxonomy.resolve(["rc", "code_"]))
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_mix_by_id_or_split_name(taxonomy: Taxonomy) -> None:
+    skills = taxonomy.resolve(["rc", "code_"])
+    assert parse_mix(" rc = 2 , coding=0.5", skills) == {"reading_comprehension": 2.0,
+                                                        "coding": 0.5}
+
+
+def test_structure_flags_cover_the_options_and_call_types(taxonomy: Taxonomy) -> None:
+    mcq = taxonomy.skill("multiple_choice_questions")
+    assert all(mcq.is_multiple_choice(a) for a in mcq.instruction_agents)
+    rc = taxonomy.skill("reading_comprehension")
+    assert rc.is_multiple_choice(rc.instruction_agent("strengthen"))
+    assert not rc.is_multiple_choice(rc.instruction_agent("literal_comprehension"))
+    tool_use = taxonomy.skill("tool_use")
+    assert {a.id: a.tool_call for a in tool_use.instruction_agents} == {
+        "single_api": "required", "api_sequence": "required", "no_suitable_api": "none",
+        "missing_parameter": "none"}
 
 
 def test_over_100_subcategories_and_every_skill_has_all_three_flows(taxonomy: Taxonomy) -> None:
@@ -208,6 +250,9 @@ BROKEN = {
     "missing prompt frame": (
         "_prompts.yaml", _edit(lambda d: d.pop("editor")), ["editor", "Field required"]),
     "two skills on one split": ("fermi.yaml", _second_skill_on_same_split, ["split 'fermi'"]),
+    "options on a non-question agent": (
+        "fermi.yaml", _edit(lambda d: d["instruction_agents"][0].update(multiple_choice=True)),
+        ["instruction_agents.0", "multiple_choice"]),
 }
 
 

@@ -17,19 +17,32 @@ from steps.taxonomy import Skill
 
 
 def parse_mix(spec: str | None, skills: list[Skill]) -> dict[str, float]:
-    """`--mix rc=2,code_=0.5` as weights per skill id (unnamed skills weigh 1)."""
+    """`--mix rc=2,code_=0.5` as weights per skill id (unnamed skills weigh 1).
+
+    Raises:
+        UserError: a name is not a selected skill or is given twice (by id or split name), or a
+            weight is not a finite non-negative number, or all weights are zero.
+    """
     weights = {skill.id: 1.0 for skill in skills}
     by_name = {name: s.id for s in skills for name in (s.id, s.split)}
-    for part in filter(None, (spec or "").split(",")):
-        name, _, value = part.partition("=")
-        if name.strip() not in by_name:
-            raise UserError(f"--mix: {name.strip()!r} is not one of the selected skills")
+    named: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+        name, _, value = (text.strip() for text in part.partition("="))
+        if name not in by_name:
+            raise UserError(f"--mix: {name!r} is not one of the selected skills")
+        if by_name[name] in named:
+            raise UserError(f"--mix: {name!r} and {named[by_name[name]]!r} name the same skill; "
+                            "give its weight once")
+        named[by_name[name]] = name
         try:
-            weights[by_name[name.strip()]] = float(value)
+            weight = float(value)
         except ValueError:
-            raise UserError(f"--mix: weight of {name.strip()!r} must be a number") from None
-    if any(w < 0 for w in weights.values()) or not sum(weights.values()):
-        raise UserError("--mix: weights must be non-negative and not all zero")
+            raise UserError(f"--mix: weight of {name!r} must be a number, not {value!r}") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise UserError(f"--mix: weight of {name!r} must be a finite number ≥ 0, not {value!r}")
+        weights[by_name[name]] = weight
+    if not sum(weights.values()):
+        raise UserError("--mix: weights must not all be zero")
     return weights
 
 
