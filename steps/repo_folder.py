@@ -30,9 +30,19 @@ def config_file(repo_dir: Path, config: str) -> Path:
     return repo_dir / DATA_DIR / config / "train-00000-of-00001.parquet"
 
 
-def write_config(repo_dir: Path, config: str, table: pa.Table) -> Path:
-    """Write one config atomically (temp file then rename), replacing what was there."""
+def write_config(repo_dir: Path, config: str, table: pa.Table) -> Path | None:
+    """Write one config atomically (temp file then rename), replacing what was there.
+
+    A config with no rows is never written, and one left from an earlier run is removed:
+    `datasets.load_dataset(folder)` fails on an empty Parquet config for the whole mix.
+
+    Returns:
+        The Parquet file written, or None when `table` has no rows.
+    """
     path = config_file(repo_dir, config)
+    if not table.num_rows:
+        remove_config(repo_dir, config)
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob("*.parquet"):
         stale.unlink()
@@ -40,6 +50,15 @@ def write_config(repo_dir: Path, config: str, table: pa.Table) -> Path:
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return path
+
+
+def remove_config(repo_dir: Path, config: str) -> None:
+    """Remove a config's files (and its folder once empty); nothing if it is not there."""
+    folder = config_file(repo_dir, config).parent
+    for stale in folder.glob("*.parquet"):
+        stale.unlink()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def read_config(repo_dir: Path, config: str) -> pa.Table:
@@ -50,6 +69,13 @@ def configs(repo_dir: Path) -> list[str]:
     """Config names present in the folder, sorted."""
     data = repo_dir / DATA_DIR
     return sorted(p.name for p in data.iterdir() if any(p.glob("*.parquet"))) if data.exists() else []
+
+
+def row_counts(repo_dir: Path) -> dict[str, int]:
+    """Rows per data config as the folder holds them now (after curation, say), from Parquet
+    metadata; the failures and reviewed configs are not data and are left out."""
+    return {config: pq.read_metadata(config_file(repo_dir, config)).num_rows
+            for config in configs(repo_dir) if config not in (FAILURES, REVIEWED)}
 
 
 def add_generation_results(repo_dir: Path, failures: pa.Table, funnel: pa.Table) -> None:

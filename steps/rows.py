@@ -41,6 +41,7 @@ FAILURE_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("flow", pa.string()),
         ("skill", pa.string()),
+        ("config", pa.string()),  # the dataset config the item was for, so it is counted there
         ("seed_id", pa.string()),
         ("stage", pa.string()),  # the step that failed
         ("agent", pa.string()),
