@@ -72,7 +72,7 @@ def test_questions_become_tasks_with_options_and_answers() -> None:
 def test_suggester_then_editor_add_a_refined_version() -> None:
     unit = {"task": 0, "round": 0, "goal": None, "instruction": "Q?", "passage": "P",
             "reference_answer": None, "response": None}
-    row = item("reading_comprehension", "argument_passage", "strengthen", units=[unit])
+    row = item("reading_comprehension", "argument_passage", "main_idea", units=[unit])
     goal = TAXONOMY.skill("reading_comprehension").refinement_goals[0]
     (ask,) = task(Suggester, round=1).format_input(row)
     assert goal.instructions in ask.messages[0]["content"] and ask.key == 0

@@ -10,7 +10,11 @@ restarted run plans the same items and feeds the generator only those not yet do
 
 import json
 import os
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from distilabel.typing import GeneratorStepOutput, StepOutput
 from steps import repo_folder
 from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_table
 
+TRIES = "tries"  # one file per try of the run: its elapsed wall time
 ORDER = "_order"  # hidden sort key: item, task, round, so configs come out in plan order
 CHECKPOINT_SCHEMA = ROW_SCHEMA.append(pa.field(ORDER, pa.int64())).append(
     pa.field("quota", pa.int64()))
@@ -36,7 +41,7 @@ class PlannedItems(GeneratorStep):
     @property
     def outputs(self) -> list[str]:
         return ["item_id", "skill", "seed_text", "transformation_agent", "instruction_agent",
-                "refinement_goals"]
+                "tasks", "refined", "refinement_goals"]
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
         items = pq.read_table(self.plan_path).to_pylist()
@@ -78,8 +83,8 @@ class CheckpointWriter(Step):
         ]
 
     def _failures(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{**failure, "run_id": self.run_id, "flow": "agentinstruct",
-                 "skill": item["skill"], "seed_id": item["seed_id"], "item_id": item["item_id"]}
+        return [{**failure, "run_id": self.run_id, "flow": "agentinstruct", "skill": item["skill"],
+                 "config": item["config"], "seed_id": item["seed_id"], "item_id": item["item_id"]}
                 for failure in item.get("failures") or []]
 
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
@@ -95,6 +100,7 @@ class CheckpointWriter(Step):
                 calls[agent] = [a + b for a, b in zip(calls.get(agent, [0, 0, 0]), counts,
                                                       strict=True)]
         marker = {"items": [i["item_id"] for i in inputs], "calls": calls,
+                  "configs": sorted({i["config"] for i in inputs}),
                   "tokens": {k: sum(i["tokens"][k] for i in inputs) for k in ("input", "output")}}
         tmp = Path(f"{batch}.done.tmp")
         tmp.write_text(json.dumps(marker))
@@ -108,6 +114,40 @@ class Checkpoints:
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
         self.markers = [json.loads(p.read_text()) for p in sorted(work_dir.glob("*.done.json"))]
+
+    @contextmanager
+    def timed(self, interval_s: float = 5.0) -> Iterator[None]:
+        """Record this try's elapsed time in the checkpoints, every `interval_s` seconds and at
+        the end, so that `elapsed_s` of a resumed run includes tries that were killed (less at
+        most `interval_s` each)."""
+        path = self.work_dir / TRIES / f"{time.time_ns()}-{os.getpid()}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        started, stop = time.monotonic(), threading.Event()
+
+        def record() -> None:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"elapsed_s": round(time.monotonic() - started, 1)}))
+            os.replace(tmp, path)
+
+        def beat() -> None:
+            while not stop.wait(interval_s):
+                record()
+
+        record()
+        heartbeat = threading.Thread(target=beat, name="checkpoint-clock", daemon=True)
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            heartbeat.join()
+            record()
+
+    @property
+    def elapsed_s(self) -> float:
+        """Wall time of every try of this run so far (seconds), killed tries included."""
+        tries = (self.work_dir / TRIES).glob("*.json")
+        return round(sum(json.loads(p.read_text())["elapsed_s"] for p in tries), 1)
 
     @property
     def done(self) -> set[str]:
@@ -150,10 +190,10 @@ class Checkpoints:
             counts[str(config[0])] = kept.height
             if group.height > quota:
                 funnel[(str(config[0]), "over_quota")] += group.height - quota
-        skill_config = dict(zip(rows["skill"], rows["config"], strict=True))
-        for failure in failures.iter_rows(named=True):
-            config = skill_config.get(failure["skill"], failure["skill"])
-            funnel[(config, f"{failure['stage']}:{failure['reason']}")] += 1
+        for failure in failures.iter_rows(named=True):  # under its config even with no rows
+            funnel[(failure["config"], f"{failure['stage']}:{failure['reason']}")] += 1
+        for config in {c for marker in self.markers for c in marker["configs"]} - counts.keys():
+            repo_folder.remove_config(repo_dir, config)  # no rows this time: no stale config
         # This flow's results replace what an earlier run wrote; other flows add theirs after.
         repo_folder.config_file(repo_dir, repo_folder.FAILURES).unlink(missing_ok=True)
         (repo_dir / repo_folder.FUNNEL_FILE).unlink(missing_ok=True)

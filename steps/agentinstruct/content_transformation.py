@@ -7,6 +7,7 @@ import json
 from collections.abc import Hashable
 from typing import Any, ClassVar
 
+from steps.agentinstruct import structure
 from steps.agentinstruct.agent_task import AgentTask, Request
 from steps.agentinstruct.outputs import ApiList
 
@@ -15,7 +16,6 @@ SEED_KEY = "seed"
 
 class ContentTransformation(AgentTask):
     stage: ClassVar[str] = "content_transformation"
-    max_seed_chars: int = 6000  # keeps prompt + output inside a 4k-token context
 
     @property
     def inputs(self) -> list[str]:
@@ -35,15 +35,21 @@ class ContentTransformation(AgentTask):
             skill_description=skill.description,
             agent_name=agent.name,
             agent_instructions=agent.instructions,
-            text=input["seed_text"][: self.max_seed_chars],
+            text=input["seed_text"],  # already cut to the engine's context (seeds.fit_seeds)
         )
         schema = ApiList if agent.output == "apis" else None
         return [Request(SEED_KEY, agent.id, [{"role": "user", "content": prompt}], schema)]
 
+    def format_output(self, output: str | None, input: Request | None = None) -> Any:  # type: ignore[override]
+        reply = super().format_output(output, input)
+        if isinstance(reply, str):  # (an API list is checked by its schema)
+            structure.check_reply(reply, input, self._taxonomy)
+        return reply
+
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         agent = self.skill(row).transformation_agent(row["transformation_agent"])
         if agent.identity:
-            row["passage"] = row["seed_text"][: self.max_seed_chars]
+            row["passage"] = row["seed_text"]
         elif SEED_KEY in replies:
             reply = replies[SEED_KEY]
             row["passage"] = reply if isinstance(reply, str) else json.dumps(

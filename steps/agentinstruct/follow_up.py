@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, ClassVar
 
+from steps.agentinstruct import structure
 from steps.agentinstruct.agent_task import AgentTask, Request
 
 
@@ -39,6 +40,11 @@ class FollowUpQuestion(AgentTask):
                     skill_name=skill.name, conversation=_render(unit["messages"]))}])
             for unit in input["units"] if self._wants_turn(input, unit)
         ]
+
+    def format_output(self, output: str | None, input: Request | None = None) -> Any:  # type: ignore[override]
+        reply = super().format_output(output, input)
+        structure.check_reply(reply, input, self._taxonomy)
+        return reply
 
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         row["units"] = [

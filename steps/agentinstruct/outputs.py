@@ -18,8 +18,14 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=400)]
 
 class Question(BaseModel):
     question: Text
-    options: list[Short] = Field(default_factory=list, max_length=4)
+    options: list[Short] = Field(default_factory=list, max_length=5)  # A-E (select-all, LSAT)
     answer: Short
+
+
+class MultipleChoiceQuestion(Question):
+    """A question of a multiple-choice type: the grammar itself makes the options appear."""
+
+    options: list[Short] = Field(min_length=2, max_length=5)
 
 
 class Argument(BaseModel):
@@ -70,8 +76,12 @@ TASK_LISTS: dict[str, tuple[str, type]] = {
 
 
 @cache
-def task_list(output: str, max_items: int) -> type[BaseModel]:
-    """The reply model of an instruction agent, its list bounded so the grammar stops there."""
+def task_list(output: str, max_items: int, multiple_choice: bool = False) -> type[BaseModel]:
+    """The reply model of an instruction agent, its list bounded so the grammar stops there;
+    questions of a multiple-choice agent must have options."""
     key, item = TASK_LISTS[output]
-    return create_model(f"TaskList_{output}_{max_items}",
+    if multiple_choice and item is Question:
+        item = MultipleChoiceQuestion
+    suffix = "_mc" if item is MultipleChoiceQuestion else ""
+    return create_model(f"TaskList_{output}_{max_items}{suffix}",
                         **{key: (list[item], Field(min_length=1, max_length=max_items))})

@@ -5,16 +5,22 @@ dataset keeps the original and each refined variant, as in the paper."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable
 from typing import Any, ClassVar
 
+from steps.agentinstruct import structure
 from steps.agentinstruct.agent_task import AgentTask, Request
 from steps.agentinstruct.outputs import Edit
 
 
 def _latest(row: dict[str, Any], round: int) -> list[dict[str, Any]]:
-    """The versions made in `round`, one per task still being refined."""
-    return [unit for unit in row["units"] if unit["round"] == round]
+    """The versions made in `round` that the next round refines: one per task still being
+    refined, and only the first `refined[round]` tasks where the plan says so (the quota)."""
+    refined = row.get("refined")
+    limit = refined[round] if refined is not None and round < len(refined) else None
+    return [unit for unit in row["units"]
+            if unit["round"] == round and (limit is None or unit["task"] < limit)]
 
 
 class _RefinementTask(AgentTask):
@@ -72,13 +78,31 @@ class Editor(_RefinementTask):
             for s in input.get("suggestions") or []
         ]
 
+    def format_output(self, output: str | None, input: Request | None = None) -> Any:  # type: ignore[override]
+        edit = super().format_output(output, input)
+        for text in (edit.instruction, edit.text or ""):
+            structure.check_reply(text, input, self._taxonomy)
+        return edit
+
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        """Add the edited versions; an edit that breaks the skill's structure (options of a
+        multiple-choice task, the API list of a tool-use task) is rejected and counted, and the
+        task keeps its previous version (`structure.edit_problem`)."""
+        skill = self.skill(row)
+        agent = skill.instruction_agent(row["instruction_agent"])
         goal = row["refinement_goals"][self.round - 1]
         latest = {unit["task"]: unit for unit in _latest(row, self.round - 1)}
-        row["units"] = [*row["units"], *(
-            {"task": task, "round": self.round, "goal": goal, "instruction": edit.instruction,
-             "passage": edit.text or latest[task]["passage"], "reference_answer": None,
-             "response": None}
-            for task, edit in sorted(replies.items())
-        )]
+        edited = []
+        for task, edit in sorted(replies.items()):
+            passage = edit.text or latest[task]["passage"]  # null: the passage stays
+            if problem := structure.edit_problem(skill, agent, edit.instruction, passage):
+                row.setdefault("failures", []).append(structure.failure(
+                    self.stage, f"editor:{goal}", problem, edit.model_dump_json(), task))
+                continue
+            if skill.context_of(agent) == "tools":  # the API list in the form the first one has
+                passage = json.dumps(structure.api_list(passage), indent=1, ensure_ascii=False)
+            edited.append({"task": task, "round": self.round, "goal": goal,
+                           "instruction": edit.instruction, "passage": passage,
+                           "reference_answer": None, "response": None})
+        row["units"] = [*row["units"], *edited]
         row["suggestions"] = []

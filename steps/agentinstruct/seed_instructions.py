@@ -8,8 +8,7 @@ import string
 from collections.abc import Hashable
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
-
+from steps.agentinstruct import structure
 from steps.agentinstruct.agent_task import AgentTask, Request
 from steps.agentinstruct.outputs import Question, ToolRequest, task_list
 
@@ -24,11 +23,6 @@ def _task(item: str | Question | ToolRequest) -> tuple[str, str | None]:
     if isinstance(item, ToolRequest):
         return item.request, json.dumps(item.call.model_dump() if item.call else None)
     return item, None
-
-
-def _tasks(reply: BaseModel) -> list[tuple[str, str | None]]:
-    (field,) = type(reply).model_fields  # a task list has exactly one field
-    return [_task(item) for item in getattr(reply, field)]
 
 
 class SeedInstructionGeneration(AgentTask):
@@ -51,18 +45,43 @@ class SeedInstructionGeneration(AgentTask):
             skill_name=skill.name,
             agent_name=agent.name,
             agent_instructions=agent.instructions,
-            max_items=self.max_items,
+            max_items=self._asked(input),
             text=input["passage"],
         )
         return [Request(AGENT_KEY, agent.id, [{"role": "user", "content": prompt}],
-                        task_list(agent.output, self.max_items))]
+                        task_list(agent.output, self._asked(input), skill.is_multiple_choice(agent)))]
+
+    def _asked(self, row: dict[str, Any]) -> int:
+        """Tasks to ask for: as many as the plan says this item needs (`tasks`), else max_items."""
+        return row.get("tasks") or self.max_items
 
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
-        tasks = _tasks(replies[AGENT_KEY]) if AGENT_KEY in replies else []
+        """Keep the tasks that hold their skill's structure (`structure.task_problem`); record
+        each rejected task, and each task asked for but not written, as a failure."""
+        skill = self.skill(row)
+        agent = skill.instruction_agent(row["instruction_agent"])
+        kept: list[tuple[str, str | None]] = []
+        if AGENT_KEY in replies:
+            reply = replies[AGENT_KEY]
+            (field,) = type(reply).model_fields  # a task list has exactly one field
+            items = getattr(reply, field)
+            for index, item in enumerate(items):
+                instruction, answer = _task(item)
+                problem = structure.task_problem(skill, agent, item, instruction, row["passage"],
+                                                 self._taxonomy)
+                if problem:
+                    raw = item if isinstance(item, str) else item.model_dump_json()
+                    row.setdefault("failures", []).append(
+                        structure.failure(self.stage, agent.id, problem, raw, index))
+                else:
+                    kept.append((instruction, answer))
+            row.setdefault("failures", []).extend([  # fewer tasks than asked: the shortfall counts
+                structure.failure(self.stage, agent.id, "fewer_tasks", reply.model_dump_json(), i)
+                for i in range(len(items), self._asked(row))])
         # A unit is one (task, refinement round) version; round 0 is the seed instruction.
         row["units"] = [
             {"task": i, "round": 0, "goal": None, "instruction": text, "passage": row["passage"],
              "reference_answer": answer, "response": None}
-            for i, (text, answer) in enumerate(tasks)
+            for i, (text, answer) in enumerate(kept)
         ]
         row["failed"] = not row["units"]
