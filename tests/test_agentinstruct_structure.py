@@ -133,6 +133,7 @@ def test_multiple_choice_schema_makes_options_appear() -> None:
     assert "up to 3 questions" in request.messages[0]["content"]
     question = schema["$defs"]["MultipleChoiceQuestion"]
     assert "options" in question["required"] and question["properties"]["options"]["minItems"] == 2
+    assert question["properties"]["answer"]["pattern"] == "^[A-E](, [A-E]){0,4}$"  # by letter
     with pytest.raises(OutputError, match="schema_mismatch"):
         sig.format_output(json.dumps({"questions": [{"question": "Q?", "answer": "A"}]}), request)
     assert task_list("questions", 2).model_json_schema()["$defs"]["Question"].get("required") == [

@@ -23,9 +23,11 @@ class Question(BaseModel):
 
 
 class MultipleChoiceQuestion(Question):
-    """A question of a multiple-choice type: the grammar itself makes the options appear."""
+    """A question of a multiple-choice type: the grammar itself makes the options appear and the
+    answer name them by letter (`B`, or `A, C` when several apply)."""
 
     options: list[Short] = Field(min_length=2, max_length=5)
+    answer: Annotated[str, StringConstraints(pattern=r"^[A-E](, [A-E]){0,4}$")]
 
 
 class Argument(BaseModel):
