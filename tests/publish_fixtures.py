@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from steps.magpie.rows import MAGPIE_SCHEMA
 from steps.repo_folder import RUN_FILE, write_config, write_json
-from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, stable_id, to_table
+from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_table
 
 # config -> (flow, skill, subcategories, rows)
 LAYOUT = {
@@ -50,7 +51,8 @@ def build_repo(repo_dir: Path, config: dict | None = None) -> dict[str, int]:
     counts = {}
     for name, (flow, skill, subcategories, n) in LAYOUT.items():
         rows = [_row(name, flow, skill, subcategories[i % len(subcategories)], i) for i in range(n)]
-        write_config(repo_dir, name, to_table(rows))
+        # Magpie's config has tag columns beyond ROW_SCHEMA, as a Magpie run writes it.
+        write_config(repo_dir, name, to_table(rows, MAGPIE_SCHEMA if flow == "magpie" else ROW_SCHEMA))
         counts[name] = n
     failures = [{"run_id": "run-test", "flow": "agentinstruct", "skill": skill, "seed_id": "seed-0",
                  "stage": stage, "agent": "agent-x", "reason": reason, "raw_output": "{not json",
