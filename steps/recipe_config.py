@@ -346,6 +346,10 @@ def describe_error(config: type[RecipeConfig], error: ValidationError,
     if first["type"] == "extra_forbidden":
         where = f"{source}: " if source else ""
         return f"{where}unknown option {'.'.join(loc)!r} (see --help)"
+    if not loc:  # a model-level check names its field path first ("mix.rc: …")
+        head, sep, rest = message.partition(": ")
+        if sep and " " not in head:
+            loc, message = tuple(head.split(".")), rest
     match = max((o for o in options(config) if loc[:len(o.path)] == o.path),
                 key=lambda o: len(o.path), default=None)
     if match is None:

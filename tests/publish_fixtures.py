@@ -5,6 +5,7 @@ funnel and run.json. Used by the publish tests; the real pipeline is not needed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -91,3 +92,19 @@ def build_repo(repo_dir: Path, config: dict | None = None) -> dict[str, int]:
         "started_at": "2025-01-01T00:00:00Z",
     })
     return counts
+
+
+def hub_env(endpoint: str, home: Path, token: str | None) -> dict[str, str]:
+    """The environment of a CLI subprocess that pushes to the Hub double at `endpoint`.
+
+    huggingface_hub reads HF_ENDPOINT at import, so only a fresh process uses the double;
+    HF_HUB_DISABLE_XET selects the Git LFS upload protocol the double implements.
+    """
+    from steps import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(HF_ENDPOINT=endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+               HF_HOME=str(home), PYTHONPATH=str(REPO_ROOT))
+    if token:
+        env["HF_TOKEN"] = token
+    return env
