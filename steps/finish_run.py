@@ -103,8 +103,10 @@ def _check_benchmarks(specs: list[str], field: str | None, split: str) -> None:
 
 
 def begin_run(repo_dir: Path) -> None:
-    """Remove the earlier run's run.json and card from `repo_dir` before this run writes data,
-    so that a run that fails midway never leaves a card describing other data."""
+    """Remove the earlier run's run.json and card from `repo_dir` before this run writes data.
+
+    A run that fails midway then never leaves a card describing other data.
+    """
     for name in (repo_folder.RUN_FILE, "README.md"):
         (repo_dir / name).unlink(missing_ok=True)
     shutil.rmtree(repo_dir / "plots", ignore_errors=True)
@@ -157,8 +159,11 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
 
 
 def failure_line(repo_dir: Path, run_id: str, work_items: int | None = None) -> str | None:
-    """`N of M work items failed (reason ×n, …); rerun …` for this run's failure records, or
-    None when it has none. An item with several failure records counts once."""
+    """The one-line summary of this run's failure records, or None when it has none.
+
+    `N of M work items failed (reason ×n, …); rerun …`; an item with several failure records
+    counts once.
+    """
     if repo_folder.FAILURES not in repo_folder.configs(repo_dir):
         return None
     failures = [f for f in repo_folder.read_config(repo_dir, repo_folder.FAILURES)

@@ -148,6 +148,7 @@ class Option:
 
     @property
     def dest(self) -> str:
+        """The argparse destination: the field path joined by `__`."""
         return "__".join(self.path)
 
 
@@ -325,8 +326,10 @@ def validate(config: type[C], values: dict[str, Any], source: str | None = None)
 
 
 def _with_defaults(model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with each partly given nested model completed from the field's default model, so
-    that `--instruction-temperature 0.5` keeps the other instruction settings."""
+    """`values` with each partly given nested model completed from the field's default.
+
+    So `--instruction-temperature 0.5` keeps the other instruction settings.
+    """
     merged = dict(values)
     for name, info in model.model_fields.items():
         given, default = merged.get(name), info.get_default(call_default_factory=True)

@@ -12,8 +12,8 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import DatasetCard
 from hub_double import HubDouble
+from huggingface_hub import DatasetCard
 from publish_fixtures import hub_env
 
 from steps import REPO_ROOT

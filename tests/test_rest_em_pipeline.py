@@ -12,8 +12,8 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import DatasetCard
 from hub_double import HubDouble
+from huggingface_hub import DatasetCard
 from publish_fixtures import hub_env
 
 from steps import REPO_ROOT

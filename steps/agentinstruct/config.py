@@ -17,8 +17,11 @@ SAMPLE_SEEDS = DATA_ROOT / "seeds" / "sample"
 
 
 class Orca3MixConfig(RecipeConfig):
-    """AgentInstruct (Mitra et al. 2024, arXiv 2407.03502): seeds -> content transformation ->
-    seed instructions -> (suggester -> editor) x rounds -> teacher, per skill of the taxonomy."""
+    """AgentInstruct's three flows and teacher (Mitra et al. 2024, arXiv 2407.03502).
+
+    seeds -> content transformation -> seed instructions -> (suggester -> editor) x rounds ->
+    teacher, per skill of the taxonomy.
+    """
 
     recipe: ClassVar[str] = "orca3_mix"
 

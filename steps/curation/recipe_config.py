@@ -15,8 +15,10 @@ from steps.recipe_config import RecipeConfig
 
 
 class CurateConfig(RecipeConfig, CurationConfig):
-    """Curate any chat or text dataset: inputs and output folder, plus every CurationConfig field
-    (the row filters' flags without a prefix: --min-words, --languages…)."""
+    """Curate any chat or text dataset: inputs, output folder and every CurationConfig field.
+
+    The row filters' flags have no prefix: --min-words, --languages…
+    """
 
     recipe: ClassVar[str] = "curate"
     positional: ClassVar[tuple[str, ...]] = ("inputs",)

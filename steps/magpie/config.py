@@ -27,8 +27,11 @@ from steps.recipe_config import RecipeConfig, run_option
 
 
 class MagpieConfig(RecipeConfig):
-    """Everything a Magpie run depends on (Xu et al. 2024, arXiv 2406.08464), recorded (minus
-    secrets) with every row; each field is a flag of `pipelines/magpie.py` and a recipe key."""
+    """Everything a Magpie run depends on (Xu et al. 2024, arXiv 2406.08464).
+
+    Recorded (minus secrets) with every row; each field is a flag of `pipelines/magpie.py` and a
+    recipe key.
+    """
 
     recipe: ClassVar[str] = "magpie"
     flags: ClassVar[dict[str, str]] = {
@@ -94,8 +97,11 @@ class MagpieConfig(RecipeConfig):
 
 def _check_template_accepts(template: ChatTemplate, steering: Steering, domains: list[str],
                             turns: int) -> None:
-    """Render every prompt shape once here, so that a template refusing one (Gemma has no
-    system role) is one clear error now rather than failed rows from a worker process."""
+    """Render every prompt shape once here.
+
+    A template refusing one (Gemma has no system role) is then one clear error now rather than
+    failed rows from a worker process.
+    """
     exchange = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     for domain in domains:
         for turn in range(1, turns + 1):
@@ -122,6 +128,7 @@ class MagpiePlan:
 
     @property
     def same_engine(self) -> bool:
+        """Whether the responses come from the instruction engine."""
         return self.responder == self.engine
 
     def params(self, config: MagpieConfig) -> dict[str, Any]:

@@ -140,9 +140,11 @@ def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> di
 
 def _card_data(rows: dict[str, int], default: list[str], flows: list[str], license: str,
                pretty_name: str, shared_columns: bool) -> DatasetCardData:
-    """The Hub metadata: one `configs` entry per config, plus `default` (the SFT mix). When a
-    config of the mix has columns beyond ROW_SCHEMA's (Magpie's tags), `default` lists the shared
-    columns, which `datasets`' Parquet builder then reads alone from every file."""
+    """The Hub metadata: one `configs` entry per config, plus `default` (the SFT mix).
+
+    When a config of the mix has columns beyond ROW_SCHEMA's (Magpie's tags), `default` lists the
+    shared columns, which `datasets`' Parquet builder then reads alone from every file.
+    """
     mix = {"config_name": "default",
            "data_files": [{"split": "train", "path": [stats.data_glob(c) for c in default]}]}
     entries = [{**mix, "columns": ROW_SCHEMA.names} if shared_columns else mix]
@@ -187,8 +189,11 @@ def _config_rows(rows: dict[str, int], default: list[str], lengths: pl.DataFrame
 
 
 def _engines(engines: dict[str, Any], row_params: pl.Series) -> list[dict[str, Any]]:
-    """run.json's engines as table rows, secrets removed. Generation parameters run.json lacks
-    come from the rows' `generation_params` when all rows share them."""
+    """run.json's engines as table rows, secrets removed.
+
+    Generation parameters run.json lacks come from the rows' `generation_params` when all rows
+    share them.
+    """
     shared = json.loads(row_params[0]) if len(row_params) == 1 else {}
     table = []
     for role, engine in sorted(scrub_secrets(engines).items()):

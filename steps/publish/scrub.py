@@ -46,6 +46,7 @@ def secret_values() -> list[str]:
 
 
 def scrub_text(text: str, extra_secrets: list[str] | None = None) -> str:
+    """`text` with known secret values, secret-flag values and secret shapes redacted."""
     for value in [*secret_values(), *(extra_secrets or [])]:
         text = text.replace(value, REDACTED)
     text = _SECRET_FLAG.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
@@ -81,8 +82,10 @@ _ABSOLUTE = re.compile(r"(?:^|(?<=[\s=@,(])|(?<=[A-Za-z]:)(?!//))(?P<path>~?/[^\
 
 
 def portable_path(path: str | Path) -> str:
-    """A path as it may be published: relative to the repository when inside it, as given when
-    relative, else only its last component (an absolute path names users and machines)."""
+    """A path as it may be published (an absolute path names users and machines).
+
+    Relative to the repository when inside it, as given when relative, else its last component.
+    """
     text = str(path)
     expanded = Path(os.path.expanduser(text))
     if not expanded.is_absolute():
@@ -94,8 +97,11 @@ def portable_path(path: str | Path) -> str:
 
 
 def portable(value: Any) -> Any:
-    """A copy of a JSON-like value with every absolute path made portable, URL hosts replaced
-    by `<host>`, and this machine's user and host names removed from strings."""
+    """A copy of a JSON-like value with nothing local left in it.
+
+    Absolute paths are made portable, URL hosts become `<host>`, and this machine's user and host
+    names are removed from strings.
+    """
     if isinstance(value, dict):
         return {key: portable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -108,8 +114,7 @@ def portable(value: Any) -> Any:
 
 
 def scrub_local(text: str) -> str:
-    """`text` with absolute paths made portable, URL hosts as `<host>`, and this machine's
-    user and host names replaced."""
+    """`text` with absolute paths portable, URL hosts as `<host>`, user and host names replaced."""
     text = _URL_HOST.sub(lambda m: f"{m['scheme']}{HOST}", text)
     text = _ABSOLUTE.sub(lambda m: portable_path(m["path"]), text)
     for name, stand_in in _local_names():

@@ -14,8 +14,11 @@ from steps.recipe_config import RecipeConfig
 
 
 class RestEmConfig(RecipeConfig):
-    """ReST-EM: sample k solutions per problem, keep at most N verified ones (E-step), fine-tune
-    the base model on them (M-step, `train`), repeat for `iterations`."""
+    """ReST-EM's options: E-step sampling and selection, M-step training and iterations.
+
+    Sample k solutions per problem, keep at most N verified ones (E-step), fine-tune the base
+    model on them (M-step, `train`), repeat for `iterations`.
+    """
 
     recipe: ClassVar[str] = "rest_em"
 
