@@ -46,8 +46,7 @@ def source_record(inputs: list[str]) -> RunRecord | None:
 @cli_main
 def main(argv: list[str] | None = None) -> Path:
     config = parse_config(CurateConfig, argv, __doc__)
-    check_run(config, benchmarks=config.benchmarks, benchmark_field=config.benchmark_field,
-              benchmark_split=config.benchmark_split)
+    check_run(config, benchmarks=config.benchmarks)
     source = source_record(config.inputs)  # read before an in-place run removes it
     started = time.time()
     out = config.repo_dir

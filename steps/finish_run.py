@@ -30,16 +30,13 @@ REASONS_SHOWN = 4
 
 
 def check_run(config: RecipeConfig, *, engines: dict[str, str | None] | None = None,
-              benchmarks: list[str] | None = None, benchmark_field: str | None = None,
-              benchmark_split: str = "test") -> None:
+              benchmarks: list[str] | None = None) -> None:
     """Check every option that work would otherwise trip over later, before any work starts.
 
     Args:
         config: The recipe config (its push target is checked, and a token must be present).
         engines: Option name -> engine spec (None: not used), e.g. {"--teacher": "embedded"}.
         benchmarks: Decontamination benchmark specs (`[NAME=]SOURCE`).
-        benchmark_field: The benchmark item text column, if given.
-        benchmark_split: The split of Hub benchmarks.
 
     Raises:
         UserError: the first bad option, named.
@@ -50,7 +47,7 @@ def check_run(config: RecipeConfig, *, engines: dict[str, str | None] | None = N
         if spec is not None:
             _check_engine(spec, option)
     if benchmarks:
-        _check_benchmarks(benchmarks, benchmark_field, benchmark_split)
+        _check_benchmarks(benchmarks)
 
 
 def check_push_target(repo_id: str) -> None:
@@ -70,8 +67,8 @@ def check_push_target(repo_id: str) -> None:
 
 
 def _check_engine(spec: str, option: str) -> None:
-    # The one call site of the engine preflight (steps.engines.check_engine where present: it
-    # also probes servers); otherwise the spec must at least parse.
+    # The one call site of the engine preflight. MERGE: steps.engines.check_engine (engines
+    # branch: also probes servers and GGUF headers) replaces the parse-only fallback below.
     from steps import engines
 
     check = getattr(engines, "check_engine", None)
@@ -84,21 +81,19 @@ def _check_engine(spec: str, option: str) -> None:
         raise UserError(f"{option}: {error}") from None
 
 
-def _check_benchmarks(specs: list[str], field: str | None, split: str) -> None:
-    # The one call site of the benchmark preflight (steps.curation's check_benchmarks where
-    # present); otherwise each local set is loaded now, and a missing file is named.
+def _check_benchmarks(specs: list[str]) -> None:
+    # The one call site of the benchmark preflight. MERGE: steps.curation.benchmark_sets.
+    # check_benchmarks (curation branch) replaces the existence-only fallback below.
     from steps.curation import benchmark_sets
 
     check = getattr(benchmark_sets, "check_benchmarks", None)
     if check is not None:
-        check(specs, field, split)
+        check(specs)
         return
     for spec in specs:
         source = spec.rpartition("=")[2] if "=" in spec else spec
-        path = Path(source)
-        if path.exists():
-            benchmark_sets.load_benchmark(spec, field, split)
-        elif path.suffix in benchmark_sets.FILE_SUFFIXES or source.startswith((".", "/", "~")):
+        if not Path(source).exists() and (Path(source).suffix in benchmark_sets.FILE_SUFFIXES
+                                          or source.startswith((".", "/", "~"))):
             raise UserError(f"--benchmarks {spec}: {source} not found")
 
 
