@@ -4,7 +4,7 @@ SERVER_VENV := .venv-argilla-server
 
 .PHONY: orca3-mix test
 orca3-mix: $(VENV)/.installed
-	$(VENV)/bin/python pipelines/orca3_mix.py $(ARGS)
+	$(VENV)/bin/python pipelines/orca3_mix.py --config recipes/orca3_mix/quickstart.yaml $(ARGS)
 
 test: $(VENV)/.installed $(SERVER_VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

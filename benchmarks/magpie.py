@@ -105,8 +105,8 @@ def main() -> None:
 
     raw, raw_s = raw_instructions(args.rows, sampling, args.seed, args.threads)
 
-    config = MagpieConfig(num_rows=args.rows, batch_size=args.batch_size, instruction=sampling,
-                          instructions_only=True, seed=args.seed, n_threads=args.threads)
+    config = MagpieConfig(rows=args.rows, batch_size=args.batch_size, instruction=sampling,
+                          instructions_only=True, seed=args.seed, threads=args.threads)
     started = time.perf_counter()
     made = run_magpie(config, run_id="benchmark")
     pipeline_s = time.perf_counter() - started

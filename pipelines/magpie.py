@@ -5,120 +5,77 @@
     python pipelines/magpie.py --rows 100
     python pipelines/magpie.py --rows 1000 --turns 2 --domain math --domain default --tag \\
         --detect-language --filter pro-300k-filtered --keep-longest 500
+    python pipelines/magpie.py --config recipes/magpie.yaml
 
-Writes a dataset repository folder (data/magpie/, data/failures/, funnel.parquet, run.json);
-render its card and upload it with pipelines/publish.py.
+Writes a dataset repository folder (data/magpie/, data/failures/, funnel.parquet, run.json) and
+its card, and pushes it with --push-to-hub.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import ValidationError
 
-from steps import REPO_ROOT, repo_folder
-from steps.errors import UserError, cli_main
+from steps import repo_folder
+from steps.errors import cli_main
+from steps.finish_run import begin_run, check_run, finish_run
 from steps.magpie.config import MagpieConfig
-from steps.magpie.filters import apply_preset, presets
+from steps.magpie.filters import apply_preset
 from steps.magpie.pipeline import run_magpie
-from steps.magpie.rows import CONFIG
-from steps.magpie.sampling import INSTRUCTION_SAMPLING as INS
-from steps.magpie.sampling import RESPONSE_SAMPLING as RES
-from steps.magpie.sampling import Sampling
-from steps.rows import stable_id
-from steps.run_record import write_run_record
+from steps.magpie.rows import CONFIG, FLOW
+from steps.recipe_config import parse_config
+from steps.run_record import EngineRecord, RunRecord, engine_record
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--rows", type=int, required=True, help="conversations to make")
-    p.add_argument("--turns", type=int, default=1, help="user/assistant turns per conversation")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--engine", default="embedded", help="the aligned model (writes instructions)")
-    p.add_argument("--response-engine", help="another model for the responses (default: same)")
-    p.add_argument("--template", help="chat template override: a family name (llama3, chatml, "
-                   "qwen2, qwen2.5, phi3, gemma2, mistral), a tokenizer_config.json or a .jinja")
-    p.add_argument("--domain", action="append", help="steering domain from "
-                   "taxonomies/magpie/system_prompts.yaml; repeat to mix (default: default)")
-    p.add_argument("--instruction-temperature", type=float, default=INS.temperature)
-    p.add_argument("--instruction-top-p", type=float, default=INS.top_p)
-    p.add_argument("--instruction-max-tokens", type=int, default=INS.max_new_tokens)
-    p.add_argument("--no-newline-stop", action="store_true",
-                   help="let instructions run past the first newline")
-    p.add_argument("--response-temperature", type=float, default=RES.temperature)
-    p.add_argument("--response-top-p", type=float, default=RES.top_p)
-    p.add_argument("--response-max-tokens", type=int, default=RES.max_new_tokens)
-    p.add_argument("--instructions-only", action="store_true", help="no responses")
-    p.add_argument("--tag", action="store_true", help="tag category/quality/difficulty")
-    p.add_argument("--judge", help="engine of the tagging judge (default: --engine)")
-    p.add_argument("--detect-language", action="store_true")
-    p.add_argument("--languages", help="candidate ISO 639-1 codes, e.g. en,es,de (default: all)")
-    p.add_argument("--reward-engine", help="openai:MODEL@BASE_URL of a served reward model")
-    p.add_argument("--filter", choices=sorted(presets()), help="Magpie release filter preset")
-    p.add_argument("--keep-longest", type=int,
-                   help="keep the N longest responses (overrides the preset's N; 0: all)")
-    p.add_argument("--threads", type=int, help="llama.cpp threads per engine")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output-dir", type=Path, default=REPO_ROOT / "outputs" / "magpie")
-    return p.parse_args(argv)
-
-
-def config_from(args: argparse.Namespace) -> MagpieConfig:
-    try:
-        return MagpieConfig(
-            num_rows=args.rows, turns=args.turns, batch_size=args.batch_size,
-            engine=args.engine, response_engine=args.response_engine, template=args.template,
-            domains=args.domain, newline_stop=not args.no_newline_stop,
-            instruction=Sampling(temperature=args.instruction_temperature,
-                                 top_p=args.instruction_top_p,
-                                 max_new_tokens=args.instruction_max_tokens),
-            response=Sampling(temperature=args.response_temperature, top_p=args.response_top_p,
-                              max_new_tokens=args.response_max_tokens),
-            instructions_only=args.instructions_only,
-            judge=(args.judge or args.engine) if args.tag else None,
-            detect_language=args.detect_language,
-            languages=args.languages.split(",") if args.languages else None,
-            reward_engine=args.reward_engine, seed=args.seed, n_threads=args.threads,
-        )
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise UserError(f"option {where}: {first['msg']}") from None
+def magpie_engines(config: MagpieConfig) -> dict[str, EngineRecord]:
+    """The run's engines by role, with their sampling settings (run.json and the card)."""
+    engines = {"instruction": engine_record(config.engine, config.instruction.model_dump())}
+    if not config.instructions_only:
+        engines["response"] = engine_record(config.response_engine or config.engine,
+                                            config.response.model_dump())
+    if config.judge_engine:
+        engines["judge"] = engine_record(config.judge_engine, {"temperature": 0.0})
+    if config.reward_engine:
+        engines["reward"] = engine_record(config.reward_engine)
+    return engines
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_args(argv)
-    config = config_from(args)
-    run_id = stable_id("magpie", config.model_dump())
+    config = parse_config(MagpieConfig, argv, __doc__)
+    check_run(config, engines={"--engine": config.engine,
+                               "--response-engine": config.response_engine,
+                               "--judge": config.judge_engine})
+    run_id = config.run_id()
     started = time.time()
-    made = run_magpie(config, run_id)
+    made = run_magpie(config, run_id)  # checks the rest of the options before generating
     rows, funnel, not_applied = made.rows, [made.funnel], []
-    if args.filter:
-        filtered = apply_preset(rows, args.filter, args.keep_longest)
+    if config.filter:
+        filtered = apply_preset(rows, config.filter, config.keep_longest)
         rows, not_applied = filtered.table, filtered.not_applied
         funnel.append(filtered.funnel)
-    out = args.output_dir
+    out = config.repo_dir
+    begin_run(out)
     repo_folder.write_config(out, CONFIG, rows)
     repo_folder.write_config(out, repo_folder.FAILURES, made.failures)  # a fresh run: replaced
     pq.write_table(pa.concat_tables(funnel), out / repo_folder.FUNNEL_FILE)
-    write_run_record(out, {
-        "run_id": run_id, "flows": ["magpie"],
-        "config": config.model_dump(), "seed": config.seed,
-        "generation_params": made.generation_params,
-        "filter": {"preset": args.filter, "not_applied": not_applied} if args.filter else None,
-        "rows": {CONFIG: rows.num_rows}, "failures": made.failures.num_rows,
-        "wall_time_s": round(time.time() - started, 1),
-    }, resumed=False)
     lost = sum(made.funnel.column("rows").to_pylist())
-    print(f"magpie: {rows.num_rows} of {config.num_rows} conversations kept ({lost} lost in "
-          f"generation), {made.failures.num_rows} failure records; wrote {out}")
+    print(f"magpie: {rows.num_rows} of {config.rows} conversations kept ({lost} lost in "
+          f"generation), {made.failures.num_rows} failure records")
     for line in not_applied:
         print(f"  filter not applied: {line}")
+    finish_run(config, RunRecord(
+        run_id=run_id, flows=[FLOW], config=config.model_dump(mode="json"), seed=config.seed,
+        engines=magpie_engines(config), rows={CONFIG: rows.num_rows},
+        failures=made.failures.num_rows, wall_time_s=time.time() - started,
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(),
+        generation_params=made.generation_params,
+        filter={"preset": config.filter, "not_applied": not_applied} if config.filter else None,
+    ), work_items=config.rows)
     return out
 
 

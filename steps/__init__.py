@@ -10,6 +10,12 @@ import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout this package runs from (or, installed, the folder that holds it)."""
+
+_INSTALLED_DATA = Path(__file__).resolve().parent / "data"
+DATA_ROOT = _INSTALLED_DATA if _INSTALLED_DATA.is_dir() else REPO_ROOT
+"""The folder that holds `taxonomies/`, `cards/` and `seeds/sample/`: the checkout's own, or
+their copy under `steps/data/` in an installed package (setup.py copies them at build time)."""
 
 # distilabel 1.5.3's own models trip a pydantic ≥ 2.12 warning at import; it says nothing to our
 # users and would bury the one-line errors our CLIs print.

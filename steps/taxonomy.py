@@ -15,10 +15,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from steps import REPO_ROOT
+from steps import DATA_ROOT
 from steps.errors import UserError
 
-TAXONOMY_DIR = REPO_ROOT / "taxonomies" / "agentinstruct"
+TAXONOMY_DIR = DATA_ROOT / "taxonomies" / "agentinstruct"
 
 # How the passage reaches the final user turn: inside it, not at all, or as the tool list.
 Context = Literal["passage", "none", "tools"]

@@ -5,12 +5,14 @@ funnel and run.json. Used by the publish tests; the real pipeline is not needed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from steps.magpie.rows import MAGPIE_SCHEMA
 from steps.repo_folder import RUN_FILE, write_config, write_json
-from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, stable_id, to_table
+from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_table
 
 # config -> (flow, skill, subcategories, rows)
 LAYOUT = {
@@ -50,7 +52,8 @@ def build_repo(repo_dir: Path, config: dict | None = None) -> dict[str, int]:
     counts = {}
     for name, (flow, skill, subcategories, n) in LAYOUT.items():
         rows = [_row(name, flow, skill, subcategories[i % len(subcategories)], i) for i in range(n)]
-        write_config(repo_dir, name, to_table(rows))
+        # Magpie's config has tag columns beyond ROW_SCHEMA, as a Magpie run writes it.
+        write_config(repo_dir, name, to_table(rows, MAGPIE_SCHEMA if flow == "magpie" else ROW_SCHEMA))
         counts[name] = n
     failures = [{"run_id": "run-test", "flow": "agentinstruct", "skill": skill, "seed_id": "seed-0",
                  "stage": stage, "agent": "agent-x", "reason": reason, "raw_output": "{not json",
@@ -89,3 +92,19 @@ def build_repo(repo_dir: Path, config: dict | None = None) -> dict[str, int]:
         "started_at": "2025-01-01T00:00:00Z",
     })
     return counts
+
+
+def hub_env(endpoint: str, home: Path, token: str | None) -> dict[str, str]:
+    """The environment of a CLI subprocess that pushes to the Hub double at `endpoint`.
+
+    huggingface_hub reads HF_ENDPOINT at import, so only a fresh process uses the double;
+    HF_HUB_DISABLE_XET selects the Git LFS upload protocol the double implements.
+    """
+    from steps import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(HF_ENDPOINT=endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+               HF_HOME=str(home), PYTHONPATH=str(REPO_ROOT))
+    if token:
+        env["HF_TOKEN"] = token
+    return env

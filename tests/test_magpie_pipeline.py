@@ -3,19 +3,28 @@ batch sizes that do not divide N, single- and multi-turn, and the CLI's reposito
 
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hub_double import HubDouble
+from huggingface_hub import DatasetCard
+from publish_fixtures import hub_env
 
 from steps import REPO_ROOT
+from steps.engines import embedded_gguf
+from steps.finish_run import FAILED_ITEMS_EXIT
 from steps.magpie.rows import Provenance, conversation_rows
 from steps.magpie.tagging import load_tag_scales
 
 SCRIPT = REPO_ROOT / "pipelines" / "magpie.py"
 TINY = ["--instruction-max-tokens", "16", "--response-max-tokens", "12"]
+TOKEN = "hf_" + "m4gpieT0ken" * 3
 
 
 def magpie(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
@@ -96,8 +105,10 @@ def test_cli_multi_turn_tagged(tmp_path: Path) -> None:
 
 
 def test_cli_filters_and_writes_the_repo_folder(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI around a (stubbed) generation: filter funnel, failures, run.json."""
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """The CLI around a (stubbed) generation: filter funnel, failures, run.json, card, and the
+    one-line failure summary with exit status 3 after everything is written."""
     spec = importlib.util.spec_from_file_location("magpie_cli", SCRIPT)
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
@@ -107,10 +118,15 @@ def test_cli_filters_and_writes_the_repo_folder(tmp_path: Path,
                 "input_quality": ["poor", "good"][i % 2], "difficulty": "easy"}
                for i in range(6)]
     records[0] = {**records[0], "failure": "empty_instruction", "failure_stage": "instruction_1"}
-    made = conversation_rows(records, Provenance("run", "m", "t", {"seed": 0}))
-    monkeypatch.setattr(cli, "run_magpie", lambda config, run_id: made)
-    cli.main(["--rows", "6", "--filter", "later", "--keep-longest", "2",
-              "--output-dir", str(tmp_path)])
+    monkeypatch.setattr(cli, "run_magpie", lambda config, run_id: conversation_rows(
+        records, Provenance(run_id, "m", "t", {"seed": 0})))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--rows", "6", "--filter", "later", "--keep-longest", "2",
+                  "--output-dir", str(tmp_path)])
+    assert stop.value.code == FAILED_ITEMS_EXIT
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == ("1 of 6 work items failed (empty_instruction ×1); rerun the same command "
+                    "to retry them")
     funnel = pq.read_table(tmp_path / "funnel.parquet").to_pylist()
     counts = {r["reason"]: r["rows"] for r in funnel}
     assert counts["instruction_1:empty_instruction"] == 1
@@ -121,3 +137,51 @@ def test_cli_filters_and_writes_the_repo_folder(tmp_path: Path,
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["filter"]["preset"] == "later" and run["rows"] == {"magpie": 2}
     assert any("no reward model" in line for line in run["filter"]["not_applied"])
+    assert run["engines"]["instruction"]["model_id"].startswith("HuggingFaceTB/SmolLM2-135M")
+    assert set(run["engines"]) == {"instruction", "response"}
+    card = DatasetCard.load(tmp_path / "README.md")  # what was made is carded despite the failure
+    assert any(c["config_name"] == "default" for c in card.data.configs)
+    assert "| instruction | HuggingFaceTB/SmolLM2-135M-Instruct" in card.text
+
+
+@pytest.mark.model
+def test_tiny_run_is_carded_loadable_pushed_and_leaks_nothing(tmp_path: Path) -> None:
+    """A real (tiny) run through the CLI with an absolute GGUF path, an absolute output folder
+    and secrets in the environment: the card parses, `datasets` loads the folder, the push
+    lands in the Hub double, and no local path, host name or secret is in any pushed file."""
+    gguf = embedded_gguf()
+    out = tmp_path / "run-folder"
+    openai_key = "sk-" + "pl4nted" * 4
+    with HubDouble(TOKEN) as hub:
+        env = hub_env(hub.url, tmp_path / "hf-home", TOKEN) | {"OPENAI_API_KEY": openai_key}
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "--rows", "2", "--batch-size", "2", *TINY,
+             "--engine", f"llamacpp:{gguf}", "--output-dir", str(out),
+             "--push-to-hub", "someone/magpie-tiny"],
+            capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+        assert done.returncode in (0, FAILED_ITEMS_EXIT), done.stderr[-3000:]
+        pushed = hub.repos["someone/magpie-tiny"].files
+    card = DatasetCard.load(out / "README.md")
+    assert {c["config_name"] for c in card.data.configs} >= {"default", "magpie"}
+    mix = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))
+    rows = pq.read_metadata(out / "data" / "magpie" / "train-00000-of-00001.parquet").num_rows
+    assert mix.num_rows == rows and set(mix["flow"]) <= {"magpie"}
+    assert {"README.md", "run.json", "data/magpie/train-00000-of-00001.parquet"} <= set(pushed)
+    run = json.loads((out / "run.json").read_text())
+    assert run["engines"]["instruction"]["spec"] == f"llamacpp:{gguf.name}"
+    assert run["config"]["output_dir"] == out.name
+    planted = [str(tmp_path), str(gguf.parent), TOKEN, openai_key]
+    host = socket.gethostname()
+    for name, data in pushed.items():
+        for needle in planted + ([host] if len(host) >= 6 and name.endswith((".json", ".md"))
+                                 else []):
+            assert needle.encode() not in data, (name, needle)
+        if name.endswith(".parquet"):
+            assert not contains_any_bytes(data, planted), name
+
+
+def contains_any_bytes(data: bytes, needles: list[str]) -> bool:
+    """Whether a Parquet file's decoded strings hold any of `needles` (its pages may compress)."""
+    table = pq.read_table(pa.BufferReader(data))
+    text = json.dumps(table.to_pylist(), default=str)
+    return any(n in text for n in needles)

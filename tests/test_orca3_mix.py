@@ -12,10 +12,16 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
+from huggingface_hub import DatasetCard
+from publish_fixtures import build_repo
 
 from steps import REPO_ROOT, repo_folder
-from steps.rows import FAILURE_SCHEMA, ROW_SCHEMA
+from steps.agentinstruct.checkpoint import CHECKPOINT_SCHEMA, Checkpoints
+from steps.finish_run import FAILED_ITEMS_EXIT
+from steps.publish import write_card
+from steps.rows import FAILURE_SCHEMA, ROW_SCHEMA, to_table
 
 SCRIPT = REPO_ROOT / "pipelines" / "orca3_mix.py"
 TINY = ["--skills", "text_classification,tool_use", "--rows", "4", "--tasks-per-item", "1",
@@ -57,9 +63,12 @@ def test_rows_have_messages_and_provenance(reference: Path) -> None:
     funnel = pl.read_parquet(reference / "funnel.parquet")
     rows_in = dict(funnel.filter(pl.col("reason") == "rows_in").select("config", "rows").rows())
     rows_out = dict(funnel.filter(pl.col("reason") == "rows_out").select("config", "rows").rows())
-    assert rows_in == record["rows"]  # generated, before curation
-    assert rows_out == dict(table.group_by("config").len().rows())  # what the folder holds
+    assert rows_in == record["generated"]  # generated, before curation
+    assert rows_out == dict(table.group_by("config").len().rows()) == record["rows"]  # the folder
     assert record["tokens"]["output"] > 0 and record["packages"]["distilabel"] == "1.5.3"
+    assert record["engines"]["teacher"]["model_id"].startswith("HuggingFaceTB/SmolLM2-135M")
+    assert record["seeds"]["source"] == "seeds/sample"  # relative to the repository
+    assert DatasetCard.load(reference / "README.md").data.pretty_name
 
 
 def test_same_seed_same_rows(reference: Path, tmp_path: Path) -> None:
@@ -93,7 +102,11 @@ def test_failures_table_records_agent_raw_output_and_reason(tmp_path: Path) -> N
         [sys.executable, str(SCRIPT), "--skills", "fermi", "--rows", "1", "--tasks-per-item", "1",
          "--refinement-rounds", "0", "--agent-max-tokens", "6", "--output-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == FAILED_ITEMS_EXIT, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("1 of 1 work items failed (") and last.endswith(
+        "rerun the same command to retry them")
+    assert (tmp_path / "README.md").is_file()  # what was made (failures) is carded
     failures = pl.read_parquet(repo_folder.config_file(tmp_path, "failures"))
     assert set(failures.columns) == set(FAILURE_SCHEMA.names) and failures.height >= 1
     assert set(failures["reason"]) <= {"invalid_json", "schema_mismatch", "empty_output"}
@@ -111,7 +124,11 @@ def test_failures_table_records_agent_raw_output_and_reason(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["--skills", "juggling"], "--skills: unknown skill 'juggling'"),
-    (["--mix", "rc=lots"], "--mix: weight of 'rc' must be a number"),
+    (["--mix", "rc=lots"], "--mix rc: Input should be a valid number"),
+    (["--mix", "rc=nan"], "--mix rc: Input should be a finite number"),
+    (["--teacher-temperature", "inf"], "--teacher-temperature: Input should be a finite number"),
+    (["--benchmarks", "evals/missing.jsonl"], "evals/missing.jsonl"),
+    (["--push-to-hub", "no-namespace"], "--push-to-hub 'no-namespace'"),
     (["--agent-llm", "gpt4"], "engine 'gpt4' not understood"),
     (["--seeds", "/no/such/folder"], "--seeds: /no/such/folder"),
 ])
@@ -120,3 +137,32 @@ def test_bad_options_are_one_line(args: list[str], needle: str, tmp_path: Path) 
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and needle in done.stderr
+
+
+def test_bad_option_leaves_an_earlier_run_untouched(tmp_path: Path) -> None:
+    """Options are checked before any work: a missing benchmark file into a folder holding an
+    earlier run changes nothing there (data, run.json and card stay in step)."""
+    build_repo(tmp_path)
+    write_card(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--benchmarks", "missing.jsonl",
+                           "--output-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "missing.jsonl" in done.stderr.strip().splitlines()[-1]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_rerun_retries_batches_that_failed(tmp_path: Path) -> None:
+    """A committed batch with failure records is discarded on rerun, so its items are redone;
+    a batch without failures stays done."""
+    for batch, items, failed in (("ok", ["a"], []), ("bad", ["b", "c"], ["c"])):
+        pq.write_table(CHECKPOINT_SCHEMA.empty_table(), tmp_path / f"{batch}.rows.parquet")
+        pq.write_table(to_table([{"item_id": i, "reason": "engine_error:503"} for i in failed],
+                                FAILURE_SCHEMA), tmp_path / f"{batch}.failures.parquet")
+        (tmp_path / f"{batch}.done.json").write_text(json.dumps(
+            {"items": items, "calls": {}, "tokens": {"input": 0, "output": 0}}))
+    checkpoints = Checkpoints(tmp_path)
+    assert checkpoints.done == {"a", "b", "c"}
+    assert checkpoints.discard_failed() == 1
+    assert checkpoints.done == {"a"} and sorted(p.name for p in tmp_path.iterdir()) == [
+        "ok.done.json", "ok.failures.parquet", "ok.rows.parquet"]

@@ -14,6 +14,7 @@ from huggingface_hub import DatasetCard
 from publish_fixtures import FAILED, LAYOUT, REMOVED, build_repo
 
 from steps.errors import UserError
+from steps.magpie.rows import MAGPIE_SCHEMA
 from steps.publish import card as card_module
 from steps.publish import scrub_secrets, write_card
 from steps.publish.scrub import REDACTED, scrub_text
@@ -47,8 +48,22 @@ def test_every_config_loads_with_datasets(repo: tuple[Path, dict[str, int]], tmp
             assert loaded.features == datasets.Features.from_arrow_schema(FAILURE_SCHEMA)
         else:
             assert loaded.num_rows == counts[name]
-            assert loaded.features == row_features
+            schema = MAGPIE_SCHEMA if name == "magpie" else ROW_SCHEMA
+            assert loaded.features == datasets.Features.from_arrow_schema(schema)
             assert set(loaded["config"]) == {name}
+
+
+def test_default_holds_every_row_config_including_magpie(repo: tuple[Path, dict[str, int]]) -> None:
+    """Magpie rows carry tag columns; `default` reads the shared columns, so they are in the mix
+    as the card says (every config except failures/reviewed)."""
+    folder, counts = repo
+    default = next(c for c in DatasetCard.load(folder / "README.md").data.configs
+                   if c["config_name"] == "default")
+    assert default["columns"] == ROW_SCHEMA.names
+    assert "data/magpie/train-*.parquet" in default["data_files"][0]["path"]
+    text = (folder / "README.md").read_text()
+    assert "every config below except `failures`/`reviewed`" in text
+    assert "`magpie` adds columns of its own" in text
 
 
 def test_card_metadata_is_what_the_hub_reads(repo: tuple[Path, dict[str, int]]) -> None:
@@ -248,3 +263,20 @@ def test_scrub_secrets_keeps_counts_and_names() -> None:
     assert "p4ss" not in scrubbed["engines"][0]["base_url"]
     command = "run --max-new-tokens 5 --hf-token abc"
     assert scrub_text(command) == f"run --max-new-tokens 5 --hf-token {REDACTED}"
+
+
+def test_no_local_path_reaches_the_card(tmp_path: Path) -> None:
+    """run.json of an older run held absolute paths; the card shows them portable."""
+    folder = tmp_path / "repo"
+    home = str(Path.home() / "someone" / "work")
+    build_repo(folder, config={"seeds": f"{home}/seeds/sample", "output_dir": str(tmp_path / "out"),
+                               "engine": f"llamacpp:{home}/models/m.gguf"})
+    run = json.loads((folder / RUN_FILE).read_text())
+    run["seeds"]["source"] = f"{home}/seeds/sample"
+    run["command"] = f"python {home}/pipelines/orca3_mix.py --output-dir {tmp_path}/out"
+    run["engines"]["teacher"]["spec"] = "openai:m@http://gpu-box-17.internal:8000/v1"
+    (folder / RUN_FILE).write_text(json.dumps(run))
+    write_card(folder)
+    text = (folder / "README.md").read_text()
+    assert home not in text and str(tmp_path) not in text and "gpu-box-17" not in text
+    assert "llamacpp:m.gguf" in text and "http://<host>/v1" in text and "orca3_mix.py" in text

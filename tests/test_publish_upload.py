@@ -10,7 +10,6 @@ the Git LFS upload protocol, which the double implements (it has no Xet storage)
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import socket
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from hub_double import HubDouble
-from publish_fixtures import build_repo
+from publish_fixtures import build_repo, hub_env
 
 from steps import REPO_ROOT
 from steps.publish import write_card
@@ -44,11 +43,7 @@ def hub():
 
 def publish(repo: Path, *args: str, endpoint: str, token: str | None = TOKEN,
             home: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-    env.update(HF_ENDPOINT=endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
-               HF_HOME=str(home or repo.parent / "hf-home"), PYTHONPATH=str(REPO_ROOT))
-    if token:
-        env["HF_TOKEN"] = token
+    env = hub_env(endpoint, home or repo.parent / "hf-home", token)
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "pipelines" / "publish.py"), "--repo-dir", str(repo), *args],
         env=env, capture_output=True, text=True, timeout=300,

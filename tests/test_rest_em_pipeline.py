@@ -9,8 +9,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import datasets
 import pyarrow.parquet as pq
 import pytest
+from hub_double import HubDouble
+from huggingface_hub import DatasetCard
+from publish_fixtures import hub_env
 
 from steps import REPO_ROOT
 from steps.repo_folder import read_config
@@ -20,6 +24,7 @@ _SPEC = importlib.util.spec_from_file_location("rest_em_cli", REPO_ROOT / "pipel
 rest_em = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(rest_em)
 
+TOKEN = "hf_" + "r3stEmT0ken" * 3
 PROBLEMS = [
     {"id": "m1", "question": "Ana has 2 apples. Ana gets 1 more apples. How many apples does "
                              "Ana have now?", "answer": "3"},
@@ -48,13 +53,24 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
     out = tmp_path / "repo"
     k, cap = 3, 1
     # A fresh process: distilabel forks its workers, and a fork of a process that already ran
-    # llama.cpp (earlier tests in this session did) hangs in OpenMP.
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "pipelines" / "rest_em.py"), "--problems", str(problems),
-         "-k", str(k), "--max-per-problem", str(cap), "--max-new-tokens", "48",
-         "--heldout-fraction", "0.4", "--output-dir", str(out)],
-        capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # llama.cpp (earlier tests in this session did) hangs in OpenMP. It pushes to the Hub double.
+    with HubDouble(TOKEN) as hub:
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "pipelines" / "rest_em.py"), "--problems",
+             str(problems), "-k", str(k), "--max-per-problem", str(cap), "--max-new-tokens", "48",
+             "--heldout-fraction", "0.4", "--output-dir", str(out),
+             "--push-to-hub", "someone/rest-em-tiny"],
+            capture_output=True, text=True, timeout=900,
+            env=hub_env(hub.url, tmp_path / "hf-home", TOKEN))
+        assert done.returncode == 0, done.stderr[-3000:]
+        pushed = hub.repos["someone/rest-em-tiny"].files
+    card = DatasetCard.load(out / "README.md")
+    assert any(c["config_name"] == "rest_em" for c in card.data.configs)
+    assert "| sampler | HuggingFaceTB/SmolLM2-135M-Instruct" in card.text
+    assert pushed["README.md"] == (out / "README.md").read_bytes()
+    assert pushed["run.json"] == (out / "run.json").read_bytes()
+    loaded = datasets.load_dataset(str(out), "rest_em", split="train",
+                                   cache_dir=str(tmp_path / "cache"))
 
     run = json.loads((out / "run.json").read_text())
     (record,) = run["iterations"]
@@ -67,7 +83,8 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
     assert 0 <= heldout["greedy_pass@1"] <= 1 and record["samples_per_s"] > 0
 
     rows = read_config(out, "rest_em").to_pylist()
-    assert len(rows) == counts["kept"] == run["rows"]["rest_em"]
+    assert len(rows) == counts["kept"] == run["rows"]["rest_em"] == loaded.num_rows
+    assert str(tmp_path) not in json.dumps(run) and run["config"]["problems"] == "problems.jsonl"
     assert max(Counter(r["seed_id"] for r in rows).values(), default=0) <= cap
     for row in rows:
         assert row["flow"] == "rest_em" and row["messages"][-1]["role"] == "assistant"

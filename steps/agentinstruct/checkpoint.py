@@ -205,6 +205,16 @@ class Checkpoints:
                 "agent_calls": self.agent_calls,
                 "failure_reasons": {f"{c}/{r}": n for (c, r), n in sorted(funnel.items())}}
 
+    def discard_failed(self) -> int:
+        """Remove committed batches that hold failure records, so that a rerun retries their
+        items (the batch's other items are redone with them: same seeds, same rows)."""
+        failed = [p for p in self.work_dir.glob("*.failures.parquet") if pq.read_metadata(p).num_rows]
+        for path in failed:
+            for part in self.work_dir.glob(path.name.replace(".failures.parquet", ".*")):
+                part.unlink()
+        self.markers = [json.loads(p.read_text()) for p in sorted(self.work_dir.glob("*.done.json"))]
+        return len(failed)
+
     def discard_incomplete(self) -> int:
         """Remove files of batches that never got their marker; they will be redone."""
         done = {p.name.removesuffix(".done.json") for p in self.work_dir.glob("*.done.json")}

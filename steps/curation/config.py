@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from steps.curation.decontaminate import Mode
 from steps.curation.normalise import DedupOn
 from steps.errors import UserError
+from steps.recipe_config import run_option
 
 
 class _Strict(BaseModel):
@@ -24,33 +25,50 @@ class _Strict(BaseModel):
 class FilterConfig(_Strict):
     """Row filters of one skill. Words are counted by the dedup tokeniser over user+assistant."""
 
-    min_words: int = Field(3, ge=0)
-    max_words: Annotated[int, Field(ge=1)] | None = None
-    languages: list[str] | None = None  # ISO 639-1 codes to keep (py3langid); None = no check
-    refusal: bool = True  # drop assistant refusals and AI boilerplate
-    format: Literal["json"] | None = None  # the last assistant turn must parse as this
+    min_words: int = Field(3, ge=0, description="drop rows with fewer words")
+    max_words: Annotated[int, Field(ge=1)] | None = Field(None, description="drop rows with more "
+                                                          "words")
+    languages: list[str] | None = Field(None, description="ISO 639-1 codes to keep (needs "
+                                        "py3langid, extra `lang`; default: no language check)")
+    refusal: bool = Field(True, description="drop assistant refusals and AI boilerplate")
+    format: Literal["json"] | None = Field(None, description="the last assistant turn must parse "
+                                           "as this")
 
 
 class CurationConfig(_Strict):
-    text_column: str | None = None  # read this plain-text column instead of `messages`
-    dedup_on: DedupOn = "conversation"
-    exact_dedup: bool = True
-    near_dup: bool = True
-    shingle_words: int = Field(5, ge=1)
-    bands: int = Field(32, ge=1)
-    rows_per_band: int = Field(8, ge=1)
-    jaccard: float = Field(0.8, gt=0, le=1)  # verified exactly on the shingle sets
-    embedding_dedup: bool = False  # Magpie rule on user turns (needs the `embeddings` extra)
-    embedding_distance: float = Field(0.05, gt=0)  # squared L2 between unit vectors
-    benchmarks: list[str] = []  # [NAME=]file|folder|org/name[:config]
-    benchmark_field: str | None = None
-    benchmark_split: str = "test"
-    decontamination: Mode = "tulu"
-    decontamination_ngram: int = Field(8, ge=1)
-    filters: FilterConfig = FilterConfig()
-    skill_filters: dict[str, FilterConfig] = {}
-    batch_rows: int = Field(4096, ge=1)
-    token_sample: int = Field(1000, ge=0)  # rows per config whose tokens are counted for stats
+    """What curation does: filters -> decontamination -> exact dedup -> near-dup (-> embedding
+    dedup), each stage counted in the funnel (steps.curation.run)."""
+
+    text_column: str | None = Field(None, description="curate this plain-text column instead of "
+                                    "`messages`")
+    dedup_on: DedupOn = Field("conversation", description="text compared by exact and near-dup: "
+                              "user+assistant turns, or user turns only")
+    exact_dedup: bool = Field(True, description="remove exact duplicates (normalised text)")
+    near_dup: bool = Field(True, description="remove near-duplicates (MinHash LSH, verified "
+                           "Jaccard)")
+    shingle_words: int = Field(5, ge=1, description="word n-gram size of the shingles")
+    bands: int = Field(32, ge=1, description="LSH bands")
+    rows_per_band: int = Field(8, ge=1, description="MinHash rows per LSH band")
+    jaccard: float = Field(0.8, gt=0, le=1, description="near-dup threshold, verified exactly on "
+                           "the shingle sets")
+    embedding_dedup: bool = Field(False, description="Magpie's embedding rule on user turns "
+                                  "(extra `embeddings`)")
+    embedding_distance: float = Field(0.05, gt=0, description="embedding dedup threshold: "
+                                      "squared L2 between unit vectors")
+    benchmarks: list[str] = Field([], description="benchmark sets to decontaminate against: "
+                                  "[NAME=]file|folder|org/name[:config]")
+    benchmark_field: str | None = Field(None, description="benchmark item text column "
+                                        "(default: guessed)")
+    benchmark_split: str = Field("test", description="split of Hub benchmarks")
+    decontamination: Mode = Field("tulu", description="tulu: shared 8-grams cover over half of "
+                                  "an item's words; strict: any shared 8-gram")
+    decontamination_ngram: int = Field(8, ge=1, description="n-gram size of decontamination")
+    filters: FilterConfig = Field(FilterConfig(), description="row filters")
+    skill_filters: dict[str, FilterConfig] = Field({}, description="per-skill filters (skill -> "
+                                                   "filter settings)")
+    batch_rows: int = run_option(4096, ge=1, description="rows per streamed batch")
+    token_sample: int = run_option(1000, ge=0, description="rows per config whose tokens are "
+                                   "counted for stats")
 
     def filters_for(self, skill: str | None) -> FilterConfig:
         return self.skill_filters.get(skill or "", self.filters)

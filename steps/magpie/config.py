@@ -5,9 +5,9 @@ chat template, steering domains, stops) and raises every UserError, in the calle
 """
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from steps.engines import EngineSpec
 from steps.errors import UserError
@@ -22,30 +22,66 @@ from steps.magpie.sampling import (
     instruction_stops,
 )
 from steps.magpie.steering import Steering, load_steering
+from steps.publish.scrub import portable
+from steps.recipe_config import RecipeConfig, run_option
 
 
-class MagpieConfig(BaseModel):
-    """Everything a Magpie run depends on (recorded, minus secrets, with every row)."""
+class MagpieConfig(RecipeConfig):
+    """Everything a Magpie run depends on (Xu et al. 2024, arXiv 2406.08464).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Recorded (minus secrets) with every row; each field is a flag of `pipelines/magpie.py` and a
+    recipe key.
+    """
 
-    num_rows: int = Field(ge=1)
-    turns: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=50, ge=1)
-    engine: str = "embedded"  # writes the instructions (and, by default, the responses)
-    response_engine: str | None = None  # another model for the responses
-    template: str | None = None  # chat template override (chat_template.resolve_template)
-    domains: list[str] | None = None  # steering domains, rows cycle through them
-    instruction: Sampling = INSTRUCTION_SAMPLING
-    response: Sampling = RESPONSE_SAMPLING
-    newline_stop: bool = True  # Magpie's early stopping of instructions at the first newline
-    instructions_only: bool = False  # no responses (single turn): benchmarks, instruction sets
-    judge: str | None = None  # engine that tags task category / quality / difficulty
-    detect_language: bool = False
-    languages: list[str] | None = None  # candidate languages for detection (default: all)
-    reward_engine: str | None = None  # openai:MODEL@URL of a served reward model (reward.py)
-    seed: int = 0
-    n_threads: int | None = None  # llama.cpp threads per engine
+    recipe: ClassVar[str] = "magpie"
+    flags: ClassVar[dict[str, str]] = {
+        "domains": "--domain", "instruction.max_new_tokens": "--instruction-max-tokens",
+        "response.max_new_tokens": "--response-max-tokens"}
+
+    rows: int = Field(ge=1, description="conversations to make")
+    turns: int = Field(default=1, ge=1, description="user/assistant turns per conversation")
+    engine: str = Field("embedded", description="the aligned model that writes the instructions "
+                        "(and, by default, the responses): embedded, llamacpp:PATH.gguf or "
+                        "openai:MODEL@BASE_URL")
+    response_engine: str | None = Field(None, description="another model for the responses "
+                                        "(default: --engine)")
+    template: str | None = Field(None, description="chat template override: a family name "
+                                 "(llama3, chatml, qwen2, qwen2.5, phi3, gemma2, mistral), a "
+                                 "tokenizer_config.json or a .jinja file")
+    domains: list[str] | None = Field(None, description="steering domains from "
+                                      "taxonomies/magpie/system_prompts.yaml; rows cycle through "
+                                      "them (default: default)")
+    instruction: Sampling = Field(INSTRUCTION_SAMPLING, description="instruction sampling")
+    response: Sampling = Field(RESPONSE_SAMPLING, description="response sampling")
+    newline_stop: bool = Field(True, description="stop instructions at the first newline "
+                               "(Magpie's early stopping)")
+    instructions_only: bool = Field(False, description="no responses: single-turn instruction "
+                                    "sets")
+    tag: bool = Field(False, description="tag task category, input quality and difficulty with "
+                      "a schema-constrained judge")
+    judge: str | None = Field(None, description="engine of the tagging judge (default: --engine)")
+    detect_language: bool = Field(False, description="tag each row's language with lingua "
+                                  "(offline)")
+    languages: list[str] | None = Field(None, description="candidate ISO 639-1 codes for "
+                                        "language detection, e.g. en,es,de (default: all)")
+    reward_engine: str | None = Field(None, description="openai:MODEL@BASE_URL of a served "
+                                      "reward model (default: no reward)")
+    filter: str | None = Field(None, description="a Magpie release filter preset: "
+                               "air-300k-filtered, pro-300k-filtered or later")
+    keep_longest: int | None = Field(None, ge=0, description="keep the N longest responses "
+                                     "(overrides the preset's N; 0: all)")
+    seed: int = Field(0, description="the run seed (sampling is seeded per row)")
+    batch_size: int = run_option(50, ge=1, description="rows per distilabel batch")
+    threads: int | None = run_option(None, ge=1, description="llama.cpp threads per engine")
+
+    @field_validator("filter")
+    @classmethod
+    def _known_preset(cls, name: str | None) -> str | None:
+        from steps.magpie.filters import presets  # reads the tag scales
+
+        if name is not None and name not in presets():
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(presets())}")
+        return name
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -53,11 +89,19 @@ class MagpieConfig(BaseModel):
             raise UserError("--instructions-only makes single-turn instruction sets; drop --turns")
         return self
 
+    @property
+    def judge_engine(self) -> str | None:
+        """The tagging judge's engine spec, when tagging: `judge`, else `engine`."""
+        return (self.judge or self.engine) if self.tag else None
+
 
 def _check_template_accepts(template: ChatTemplate, steering: Steering, domains: list[str],
                             turns: int) -> None:
-    """Render every prompt shape once here, so that a template refusing one (Gemma has no
-    system role) is one clear error now rather than failed rows from a worker process."""
+    """Render every prompt shape once here.
+
+    A template refusing one (Gemma has no system role) is then one clear error now rather than
+    failed rows from a worker process.
+    """
     exchange = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     for domain in domains:
         for turn in range(1, turns + 1):
@@ -84,6 +128,7 @@ class MagpiePlan:
 
     @property
     def same_engine(self) -> bool:
+        """Whether the responses come from the instruction engine."""
         return self.responder == self.engine
 
     def params(self, config: MagpieConfig) -> dict[str, Any]:
@@ -91,7 +136,7 @@ class MagpiePlan:
         return {
             "seed": config.seed,
             "turns": config.turns,
-            "template": self.template.origin,
+            "template": portable(self.template.origin),
             "template_family": self.template.family.name if self.template.family else None,
             "domains": self.domains,
             "instruction": {**config.instruction.model_dump(), "stop": self.instruction_stop},
@@ -99,8 +144,8 @@ class MagpiePlan:
                 **config.response.model_dump(),
                 "stop": self.response_stop if self.same_engine else "the response engine's own",
             },
-            "response_engine": None if config.instructions_only else self.responder.model_id,
-            "judge": self.judge.model_id if self.judge else None,
+            "response_engine": None if config.instructions_only else portable(self.responder.model_id),
+            "judge": portable(self.judge.model_id) if self.judge else None,
             "reward_model": self.reward.model if self.reward else None,
         }
 
@@ -120,7 +165,7 @@ def plan(config: MagpieConfig) -> MagpiePlan:
         domains=domains,
         instruction_stop=instruction_stops(template, config.newline_stop),
         response_stop=end_of_turn_stops(template),
-        judge=EngineSpec.parse(config.judge) if config.judge else None,
+        judge=EngineSpec.parse(config.judge_engine) if config.judge_engine else None,
         reward=RewardEndpoint.parse(config.reward_engine) if config.reward_engine else None,
         languages=iso_codes(config.languages) if config.languages else None,
     )

@@ -11,11 +11,11 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from steps import REPO_ROOT
+from steps import DATA_ROOT
 from steps.errors import UserError
 from steps.taxonomy import first_error, read_yaml
 
-CHAT_TEMPLATES_FILE = REPO_ROOT / "taxonomies" / "magpie" / "chat_templates.yaml"
+CHAT_TEMPLATES_FILE = DATA_ROOT / "taxonomies" / "magpie" / "chat_templates.yaml"
 
 
 class _Strict(BaseModel):

@@ -31,6 +31,7 @@ from steps.magpie.rows import MagpieRows, Provenance, conversation_rows
 from steps.magpie.sampling import generation_kwargs
 from steps.magpie.tagging import JUDGE_MAX_TOKENS, MagpieTagger
 from steps.magpie.turns import MagpieConversations, MagpieInstruction, MagpieResponse
+from steps.publish.scrub import portable
 
 
 class PackConversations(Step):
@@ -63,14 +64,14 @@ class PackConversations(Step):
 
 
 def _engine_llm(spec: EngineSpec, config: MagpieConfig, **generation: Any) -> Any:
-    return build_llm(spec, n_threads=config.n_threads, **generation)
+    return build_llm(spec, n_threads=config.threads, **generation)
 
 
 def build_pipeline(config: MagpieConfig, cache_dir: Path) -> Pipeline:
     """The distilabel pipeline of `config`; distilabel keeps its cache in `cache_dir`."""
     resolved = plan(config)
     with Pipeline(name="magpie", cache_dir=cache_dir) as pipeline:
-        last: Any = MagpieConversations(name="conversations", num_rows=config.num_rows,
+        last: Any = MagpieConversations(name="conversations", num_rows=config.rows,
                                         domains=resolved.domains, batch_size=config.batch_size)
         for turn in range(1, config.turns + 1):
             instruction = MagpieInstruction(
@@ -109,7 +110,7 @@ def build_pipeline(config: MagpieConfig, cache_dir: Path) -> Pipeline:
         if resolved.reward:
             last = last >> ScoreReward(name="reward", endpoint=resolved.reward,
                                        input_batch_size=config.batch_size)
-        last >> PackConversations(name="pack", total=config.num_rows,
+        last >> PackConversations(name="pack", total=config.rows,
                                   input_batch_size=config.batch_size)
     return pipeline
 
@@ -143,7 +144,7 @@ def run_magpie(config: MagpieConfig, run_id: str) -> MagpieRows:
         records = json.loads(result.read_text(encoding="utf-8"))
     provenance = Provenance(
         run_id=run_id,
-        instruction_model=EngineSpec.parse(config.engine).model_id,
+        instruction_model=portable(EngineSpec.parse(config.engine).model_id),
         response_model=params["response_engine"],
         generation_params=params,
     )
@@ -156,5 +157,5 @@ def make_magpie_rows(n: int, engine: str = "embedded", turns: int = 1, seed: int
 
     `options` are any other MagpieConfig fields (batch_size, domains, judge, response, …).
     """
-    config = MagpieConfig(num_rows=n, engine=engine, turns=turns, seed=seed, **options)
+    config = MagpieConfig(rows=n, engine=engine, turns=turns, seed=seed, **options)
     return run_magpie(config, run_id)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from steps import REPO_ROOT
+from steps import DATA_ROOT
 from steps.errors import UserError
 from steps.taxonomy import first_error, read_yaml
 
-SYSTEM_PROMPTS_FILE = REPO_ROOT / "taxonomies" / "magpie" / "system_prompts.yaml"
+SYSTEM_PROMPTS_FILE = DATA_ROOT / "taxonomies" / "magpie" / "system_prompts.yaml"
 NEUTRAL = "default"
 
 

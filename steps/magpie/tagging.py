@@ -16,12 +16,12 @@ from typing import Any
 from distilabel.typing import StepColumns
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from steps import REPO_ROOT
+from steps import DATA_ROOT
 from steps.errors import UserError
 from steps.magpie.task import MagpieTask
 from steps.taxonomy import first_error, read_yaml
 
-TAGGING_FILE = REPO_ROOT / "taxonomies" / "magpie" / "tagging.yaml"
+TAGGING_FILE = DATA_ROOT / "taxonomies" / "magpie" / "tagging.yaml"
 TAG_COLUMNS = ["task_category", "input_quality", "difficulty"]
 JUDGE_MAX_TOKENS = 96  # above the longest answer the schema allows, so the grammar ends it
 

@@ -21,14 +21,15 @@ import pyarrow.parquet as pq
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from steps import REPO_ROOT
+from steps import DATA_ROOT
 from steps.errors import UserError
 from steps.publish import plots, stats
-from steps.publish.scrub import scrub_secrets, scrub_text
+from steps.publish.scrub import portable, scrub_secrets, scrub_text
 from steps.publish.tokens import token_counter
 from steps.repo_folder import FAILURES, REVIEW_FILE, REVIEWED, RUN_FILE, config_file, configs
+from steps.rows import ROW_SCHEMA
 
-TEMPLATE_DIR = REPO_ROOT / "cards"
+TEMPLATE_DIR = DATA_ROOT / "cards"
 TEMPLATE = "dataset_card.md"
 README = "README.md"
 REVIEW_COUNTS = ("rows", "reviewed", "kept", "corrected", "discarded", "pending")
@@ -41,6 +42,8 @@ EXTRA_CONFIGS = {
     FAILURES: "Items that failed before becoming rows: stage, agent, reason and raw output",
     REVIEWED: "Rows after Argilla human review (kept and corrected)",
 }
+EMBEDDED_SPEC = "embedded"  # the engine spec of the embedded SmolLM2 (steps.engines)
+RESPONSE_ROLES = ("teacher", "response", "sampler")  # engine roles that write the responses
 SIZE_CATEGORIES = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"),
                    (10**6, "100K<n<1M"), (10**7, "1M<n<10M"), (10**8, "10M<n<100M")]
 
@@ -65,7 +68,7 @@ def write_card(repo_dir: Path, repo_id: str | None = None, license: str | None =
 
 def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> dict[str, Any]:
     """Everything the template shows, computed from the folder (and the plots written)."""
-    run = _read_json(repo_dir / RUN_FILE)
+    run = portable(_read_json(repo_dir / RUN_FILE))  # (run.json of older runs held local paths)
     config = run.get("config") or {}
     rows = {c: pq.read_metadata(config_file(repo_dir, c)).num_rows for c in configs(repo_dir)}
     default = stats.default_configs(repo_dir)
@@ -76,20 +79,19 @@ def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> di
     funnel = stats.funnel_summary(repo_dir, rows)
     curation = " ".join(f"{r['stage']} {r['reason']}" for r in (funnel or {}).get("by_reason", []))
     engines = _engines(run.get("engines") or {}, mix["generation_params"].drop_nulls().unique())
-    models = {e["model_id"] for e in engines} | set(mix["agent_model"].drop_nulls()) | set(
-        mix["teacher_model"].drop_nulls())
-
-    teacher_max = next((e["generation"].get("max_new_tokens") for e in engines
-                        if e["role"] == "teacher"), None)
-    embedded = any("SmolLM2-135M" in str(m) for m in models)
+    embedded = any(e["spec"] == EMBEDDED_SPEC for e in engines)
+    responder = next((e for e in engines if e["role"] in RESPONSE_ROLES), None)
+    teacher_max = responder["generation"].get("max_new_tokens") if responder else None
     # Only where the counts are the model's own tokens: SmolLM2's tokenizer on SmolLM2 output.
     truncated = (mix.filter(pl.col("response_tokens") >= teacher_max).height
-                 if embedded and counter.is_tokenizer and teacher_max else None)
+                 if responder and responder["spec"] == EMBEDDED_SPEC and counter.is_tokenizer
+                 and teacher_max else None)
+    partial = [c for c in default if stats.extra_columns(repo_dir, c)]
 
     plots.rows_per_config(rows, repo_dir / plots.ROWS_PLOT)
     plots.token_lengths(mix, counter.unit, repo_dir / plots.LENGTHS_PLOT)
     data = _card_data(
-        rows, default, flows,
+        rows, default, flows, shared_columns=bool(partial),
         license=license or config.get("license") or "other",
         pretty_name=config.get("pretty_name") or _pretty_name(flows),
     )
@@ -100,7 +102,8 @@ def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> di
         "repo_id": repo_id or PLACEHOLDER_REPO_ID,
         "total_rows": sum(rows[c] for c in default),
         "default_configs": default,
-        "config_rows": _config_rows(rows, default, lengths),
+        "default_partial": partial,
+        "config_rows": _config_rows(rows, default, lengths, repo_dir),
         "example_config": (default or list(rows))[0],
         "flows": flows,
         "flow_names": [FLOW_NAMES.get(f, f) for f in flows],
@@ -136,10 +139,15 @@ def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> di
 
 
 def _card_data(rows: dict[str, int], default: list[str], flows: list[str], license: str,
-               pretty_name: str) -> DatasetCardData:
-    """The Hub metadata: one `configs` entry per config, plus `default` (the SFT mix)."""
-    entries = [{"config_name": "default",
-                "data_files": [{"split": "train", "path": [stats.data_glob(c) for c in default]}]}]
+               pretty_name: str, shared_columns: bool) -> DatasetCardData:
+    """The Hub metadata: one `configs` entry per config, plus `default` (the SFT mix).
+
+    When a config of the mix has columns beyond ROW_SCHEMA's (Magpie's tags), `default` lists the
+    shared columns, which `datasets`' Parquet builder then reads alone from every file.
+    """
+    mix = {"config_name": "default",
+           "data_files": [{"split": "train", "path": [stats.data_glob(c) for c in default]}]}
+    entries = [{**mix, "columns": ROW_SCHEMA.names} if shared_columns else mix]
     entries = (entries if default else []) + [
         {"config_name": c, "data_files": [{"split": "train", "path": stats.data_glob(c)}]}
         for c in rows
@@ -161,10 +169,17 @@ def _pretty_name(flows: list[str]) -> str:
     return " + ".join(FLOW_NAMES.get(f, f) for f in flows or ["genteach"]) + " synthetic SFT data"
 
 
-def _config_rows(rows: dict[str, int], default: list[str],
-                 lengths: pl.DataFrame) -> list[dict[str, Any]]:
-    described = [{"name": "default", "rows": sum(rows[c] for c in default),
-                  "description": "The SFT mix: every config below except `failures`/`reviewed`"}]
+def _config_rows(rows: dict[str, int], default: list[str], lengths: pl.DataFrame,
+                 repo_dir: Path) -> list[dict[str, Any]]:
+    left_out = [c for c in rows if c not in default and c not in (FAILURES, REVIEWED)]
+    mix = "The SFT mix: every config below except `failures`/`reviewed`"
+    if left_out:  # configs without the shared row columns (e.g. a curated plain-text input)
+        mix += ", " + ", ".join(f"`{c}`" for c in left_out) + " (other columns)"
+    partial = [c for c in default if stats.extra_columns(repo_dir, c)]
+    if partial:
+        mix += "; the columns every config shares (" + ", ".join(
+            f"`{c}`'s own columns" for c in partial) + " are in its own config)"
+    described = [{"name": "default", "rows": sum(rows[c] for c in default), "description": mix}]
     for config, count in rows.items():
         part = lengths.filter(pl.col("config") == config)
         skills = ", ".join(sorted(part["skill"].drop_nulls().unique().to_list())) if len(part) else ""
@@ -174,8 +189,11 @@ def _config_rows(rows: dict[str, int], default: list[str],
 
 
 def _engines(engines: dict[str, Any], row_params: pl.Series) -> list[dict[str, Any]]:
-    """run.json's engines as table rows, secrets removed. Generation parameters run.json lacks
-    come from the rows' `generation_params` when all rows share them."""
+    """run.json's engines as table rows, secrets removed.
+
+    Generation parameters run.json lacks come from the rows' `generation_params` when all rows
+    share them.
+    """
     shared = json.loads(row_params[0]) if len(row_params) == 1 else {}
     table = []
     for role, engine in sorted(scrub_secrets(engines).items()):

@@ -1,15 +1,24 @@
-"""Secret scrubbing for anything a run writes down (config dumps, commands, the card).
+"""Secret and local-detail scrubbing for anything a run writes down (run.json, commands, the card).
 
 Secrets are recognised three ways, because a config can hide them in any of them: by key name
 (`hf_token`, `api_key`…), by shape (`hf_…`, `sk-…`, credentials inside a URL, a secret-named CLI
 flag's value) and by value (whatever the secret environment variables hold right now).
+
+Local details are made portable (`portable`): a path inside the repository is written relative
+to it, a relative path as given, any other absolute path as its last component, a URL's host as
+`<host>`, and this machine's user and host names are replaced.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
+import socket
+from pathlib import Path
 from typing import Any
+
+from steps import REPO_ROOT
 
 REDACTED = "<redacted>"
 SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "ARGILLA_API_KEY")
@@ -37,6 +46,7 @@ def secret_values() -> list[str]:
 
 
 def scrub_text(text: str, extra_secrets: list[str] | None = None) -> str:
+    """`text` with known secret values, secret-flag values and secret shapes redacted."""
     for value in [*secret_values(), *(extra_secrets or [])]:
         text = text.replace(value, REDACTED)
     text = _SECRET_FLAG.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
@@ -62,3 +72,66 @@ def scrub_secrets(value: Any, extra_secrets: list[str] | None = None) -> Any:
     if isinstance(value, str):
         return scrub_text(value, extra_secrets)
     return value
+
+
+HOST = "<host>"
+_URL_HOST = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<host>[^/\s'\"]+)", re.IGNORECASE)
+# An absolute path ("/…" or "~/…") at the start of a value, after a space, "=", "@", "," or "(",
+# or after a spec's "kind:" (llamacpp:/models/x.gguf) but not a URL's "://".
+_ABSOLUTE = re.compile(r"(?:^|(?<=[\s=@,(])|(?<=[A-Za-z]:)(?!//))(?P<path>~?/[^\s'\",)]*)")
+
+
+def portable_path(path: str | Path) -> str:
+    """A path as it may be published (an absolute path names users and machines).
+
+    Relative to the repository when inside it, as given when relative, else its last component.
+    """
+    text = str(path)
+    expanded = Path(os.path.expanduser(text))
+    if not expanded.is_absolute():
+        return text
+    try:
+        return expanded.resolve().relative_to(REPO_ROOT.resolve()).as_posix() or "."
+    except ValueError:
+        return expanded.name or "."
+
+
+def portable(value: Any) -> Any:
+    """A copy of a JSON-like value with nothing local left in it.
+
+    Absolute paths are made portable, URL hosts become `<host>`, and this machine's user and host
+    names are removed from strings.
+    """
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(item) for item in value]
+    if isinstance(value, Path):
+        return portable_path(value)
+    if isinstance(value, str):
+        return scrub_local(value)
+    return value
+
+
+def scrub_local(text: str) -> str:
+    """`text` with absolute paths portable, URL hosts as `<host>`, user and host names replaced."""
+    text = _URL_HOST.sub(lambda m: f"{m['scheme']}{HOST}", text)
+    text = _ABSOLUTE.sub(lambda m: portable_path(m["path"]), text)
+    for name, stand_in in _local_names():
+        text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", stand_in, text)
+    return text
+
+
+def _local_names() -> list[tuple[str, str]]:
+    """This machine's host and user names, where long enough not to be ordinary words."""
+    names = []
+    host = socket.gethostname()
+    if len(host) >= 6:
+        names += [(host, HOST), (host.split(".")[0], HOST)]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    if len(user) >= 6:
+        names.append((user, "<user>"))
+    return names

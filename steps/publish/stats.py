@@ -29,17 +29,32 @@ def row_configs(repo_dir: Path) -> list[str]:
 
 
 def default_configs(repo_dir: Path) -> list[str]:
-    """The configs that `load_dataset(repo)` concatenates: every row config with exactly ROW_SCHEMA,
-    except `reviewed`, whose rows repeat rows of the others."""
-    return [
-        c for c in row_configs(repo_dir)
-        if c != REVIEWED and pq.read_schema(config_file(repo_dir, c)).remove_metadata().equals(ROW_SCHEMA)
-    ]
+    """The configs that `load_dataset(repo)` concatenates.
+
+    Every row config that has all of ROW_SCHEMA's columns (extra columns, e.g. Magpie's tags, are
+    left out of `default` by its `columns` list), except `reviewed`, whose rows repeat rows of
+    the others.
+    """
+    return [c for c in row_configs(repo_dir) if c != REVIEWED and has_row_columns(repo_dir, c)]
+
+
+def has_row_columns(repo_dir: Path, config: str) -> bool:
+    """Whether `config` holds every ROW_SCHEMA column with ROW_SCHEMA's type."""
+    schema = pq.read_schema(config_file(repo_dir, config))
+    return all(name in schema.names and schema.field(name).type == field.type
+               for name, field in zip(ROW_SCHEMA.names, ROW_SCHEMA, strict=True))
+
+
+def extra_columns(repo_dir: Path, config: str) -> list[str]:
+    """The columns of `config` beyond ROW_SCHEMA's."""
+    return [n for n in pq.read_schema(config_file(repo_dir, config)).names if n not in ROW_SCHEMA.names]
 
 
 def row_lengths(repo_dir: Path, config_names: list[str], counter: TokenCounter) -> pl.DataFrame:
-    """One row per dataset row: config, flow, skill, subcategory, turns, prompt/response chars and
-    tokens. Prompt = system and user turns; response = assistant turns."""
+    """One row per dataset row: config, provenance, turns, prompt/response chars and tokens.
+
+    Prompt = system and user turns; response = assistant turns.
+    """
     frames = [pl.DataFrame(schema=LENGTHS_SCHEMA)]
     for config in track(config_names, description="Measuring row lengths", transient=True):
         path = config_file(repo_dir, config)
@@ -99,9 +114,11 @@ def composition(lengths: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def funnel_summary(repo_dir: Path, rows_in_folder: dict[str, int]) -> dict[str, Any] | None:
-    """The curation funnel (FUNNEL_SCHEMA conventions) per config, with its arithmetic checked:
-    rows_in - removals must equal rows_out, and rows_out the rows the folder actually holds.
-    A config with generation failures only (no input/output rows) had no curation stage."""
+    """The curation funnel (FUNNEL_SCHEMA conventions) per config, with its arithmetic checked.
+
+    rows_in - removals must equal rows_out, and rows_out the rows the folder actually holds. A
+    config with generation failures only (no input/output rows) had no curation stage.
+    """
     path = repo_dir / FUNNEL_FILE
     if not path.exists():
         return None

@@ -18,12 +18,15 @@ from steps.errors import UserError
 
 @dataclass(frozen=True)
 class TokenCounter:
+    """How the card counts tokens: a tokenizer's count function, or whitespace words."""
+
     unit: str  # what one count is, short: an axis label
     description: str  # how it was counted, for the card's text
     count: Callable[[str], int] | None = None  # tokens of one text; None: whitespace words
 
     @property
     def is_tokenizer(self) -> bool:
+        """Whether counts are a tokenizer's (not whitespace words)."""
         return self.count is not None
 
     def expr(self, column: str) -> pl.Expr:
@@ -43,8 +46,10 @@ WHITESPACE_WORDS = TokenCounter(
 
 @cache
 def token_counter() -> TokenCounter:
-    """SmolLM2's tokenizer (loaded once per process) when llama-cpp-python and the embedded GGUF
-    are installed, else whitespace words."""
+    """SmolLM2's tokenizer, loaded once per process, or whitespace words.
+
+    The tokenizer needs llama-cpp-python and the embedded GGUF.
+    """
     try:
         import llama_cpp
 

@@ -26,9 +26,16 @@ KEEP_REMOTE = {".gitattributes"}  # the Hub's own file: never deleted by a push
 
 
 def push_folder(repo_dir: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
-    """Create the dataset repo if needed (`private` applies on creation only) and upload every
-    file of `repo_dir` in one commit. Token: `token`, else HF_TOKEN, else the login cache.
-    Returns the commit URL (the current head's when nothing changed)."""
+    """Upload every file of `repo_dir` to the dataset repo in one commit.
+
+    The repo is created if needed (`private` applies on creation only). Token: `token`, else
+    HF_TOKEN, else the login cache. Returns the commit URL (the current head's when nothing
+    changed).
+
+    Raises:
+        UserError: a bad repo id, no card, no token, a file holding a secret, or a failed push
+            (nothing committed, the folder intact).
+    """
     check_repo_id(repo_id)
     if not (repo_dir / README).is_file():
         raise UserError(f"{repo_dir}: no {README}; render the card first "

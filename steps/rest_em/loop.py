@@ -17,52 +17,22 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from steps.engines import EngineSpec
-from steps.errors import UserError
 from steps.repo_folder import RUN_FILE, write_config
-from steps.rest_em.estep import PAPER_SAMPLING, EStepResult, run_estep
+from steps.rest_em.config import RestEmConfig
+from steps.rest_em.estep import EStepResult, run_estep
 from steps.rest_em.metrics import evaluate
 from steps.rest_em.mstep import BaseModel, check_train_extra, fine_tune
 from steps.rest_em.problems import Problem, load_problems, split_heldout
 from steps.rest_em.records import CONFIG, FLOW, kept_rows
 from steps.rest_em.sandbox import isolation_mode
 from steps.rest_em.selection import count_outcomes, funnel_rows
-from steps.rows import FUNNEL_SCHEMA, stable_id, to_table
-from steps.run_record import write_run_record
-
-
-@dataclass
-class RestEmSettings:
-    problems: str
-    engine: str
-    output_dir: Path
-    k: int = 32  # the paper's 32 for math (64 for code)
-    max_per_problem: int = 10
-    iterations: int = 1
-    train: bool = False
-    seed: int = 0
-    count: int = 200  # problems made by generate:arithmetic
-    heldout_fraction: float = 0.2
-    max_new_tokens: int = 256
-    sampling: dict[str, Any] = field(default_factory=lambda: dict(PAPER_SAMPLING))
-
-    def check(self) -> None:
-        if self.k < 1:
-            raise UserError(f"-k {self.k}: sample at least one solution per problem")
-        if self.max_per_problem < 1:
-            raise UserError(f"--max-per-problem {self.max_per_problem}: keep at least one")
-        if not 1 <= self.iterations <= 3:
-            raise UserError(f"--iterations {self.iterations}: use 1 to 3 (the paper's gains stop "
-                            "after about 3; code regresses after 1)")
-        if self.iterations > 1 and not self.train:
-            raise UserError("--iterations > 1 needs --train (without a new model every "
-                            "iteration would sample the same distribution)")
+from steps.rows import FUNNEL_SCHEMA, to_table
+from steps.run_record import engine_record, write_run_record
 
 
 def _iteration_record(iteration: int, model: str, estep: EStepResult, train: list[Problem],
@@ -89,9 +59,8 @@ def _iteration_record(iteration: int, model: str, estep: EStepResult, train: lis
     }
 
 
-def run_rest_em(settings: RestEmSettings) -> dict[str, Any]:
+def run_rest_em(settings: RestEmConfig) -> dict[str, Any]:
     """Run the iterations, write the repository folder, return the run summary."""
-    settings.check()
     problems = load_problems(settings.problems, count=settings.count, seed=settings.seed)
     if any(p.kind == "code" for p in problems):
         isolation_mode()  # fail now, with the fix, if code cannot be run isolated here
@@ -99,7 +68,7 @@ def run_rest_em(settings: RestEmSettings) -> dict[str, Any]:
     if settings.train:  # fail now, not after the first E-step
         check_train_extra()
         base = BaseModel.from_engine(settings.engine)
-    run_id = stable_id(FLOW, {k: str(v) for k, v in asdict(settings).items()})
+    run_id = settings.run_id()
     started = time.time()
     engine, model_id = settings.engine, EngineSpec.parse(settings.engine).model_id
     rows: list[dict[str, Any]] = []
@@ -129,7 +98,7 @@ def run_rest_em(settings: RestEmSettings) -> dict[str, Any]:
             record["mstep"] = {"skipped": "no correct solutions to fine-tune on"}
             break
         result = fine_tune(base, new_rows, heldout,
-                           settings.output_dir / "models" / f"iteration-{iteration + 1}",
+                           settings.repo_dir / "models" / f"iteration-{iteration + 1}",
                            seed=settings.seed)
         record["mstep"] = result.summary()
         engine, model_id = result.engine, result.model_id
@@ -137,10 +106,10 @@ def run_rest_em(settings: RestEmSettings) -> dict[str, Any]:
                   time.time() - started)
 
 
-def _write(settings: RestEmSettings, run_id: str, rows: list[dict[str, Any]],
+def _write(settings: RestEmConfig, run_id: str, rows: list[dict[str, Any]],
            history: list[dict[str, Any]], best: int, split: tuple[int, int],
            wall_time_s: float) -> dict[str, Any]:
-    out = settings.output_dir
+    out = settings.repo_dir
     out.mkdir(parents=True, exist_ok=True)
     write_config(out, CONFIG, to_table(rows))
     totals: Counter[str] = Counter()
@@ -151,10 +120,10 @@ def _write(settings: RestEmSettings, run_id: str, rows: list[dict[str, Any]],
     summary = {
         "run_id": run_id,
         "flows": [FLOW],
-        "config": {**asdict(settings), "output_dir": str(out)},
+        "config": settings.model_dump(mode="json"),
         "seed": settings.seed,
-        "engines": {"sampler": {"spec": settings.engine,
-                                "model_id": EngineSpec.parse(settings.engine).model_id}},
+        "engines": {"sampler": engine_record(settings.engine, {**settings.sampling,
+                                             "max_new_tokens": settings.max_new_tokens})},
         "split": {"train": split[0], "heldout": split[1]},
         "iterations": history,
         "best_iteration": best,
@@ -164,4 +133,3 @@ def _write(settings: RestEmSettings, run_id: str, rows: list[dict[str, Any]],
     }
     write_run_record(out, summary, resumed=False)
     return json.loads((out / RUN_FILE).read_text())
-
