@@ -74,6 +74,19 @@ def row_failed(row: dict[str, Any]) -> bool:
     return bool(row.get("failed")) or ("failed" in row and row["failed"] is None)
 
 
+def rerun_may_fix(failure: dict[str, Any]) -> bool:
+    """Whether a failure came from the engine being unavailable or overloaded (5xx, 429, 408,
+    timeouts, resets, the breaker's deadline, an engine that raised), so that rerunning the same
+    command may succeed; parse failures, 4xx such as 400 and context_overflow would fail again.
+    (Issue 11: items with such failures are not marked done, and a rerun retries exactly those.)
+    """
+    reason = str(failure.get("reason") or "")
+    if not reason.startswith("engine_error"):
+        return False
+    status = reason.rpartition(":")[2]
+    return not status.isdigit() or int(status) >= 500 or int(status) in (408, 409, 425, 429)
+
+
 def failure_record(stage: str, agent: str | None, reason: str, raw_output: str | None = None,
                    message: str | None = None, key: Hashable = None) -> dict[str, Any]:
     """The one failure record of the project (a `failures` list item)."""

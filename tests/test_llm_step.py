@@ -8,7 +8,7 @@ import pytest
 from distilabel.models.llms import LLM
 from pydantic import PrivateAttr
 
-from steps.llm_step import LLMStep, OutputError, Request, request_seed
+from steps.llm_step import LLMStep, OutputError, Request, request_seed, rerun_may_fix
 from steps.llms.base import Generation, Prompt, engine_error, engine_output
 
 Answer = Callable[[Prompt, int], Generation]
@@ -163,3 +163,12 @@ def test_k_samples_keep_their_holes(failing_index: int) -> None:
     assert asks.llm.calls[0][1]["n"] == 3 and len(asks.llm.calls) == 1  # k samples: one request
     assert row["answers"] == {"q": ["0", None, None]}
     assert sorted(f["reason"] for f in row["failures"]) == ["context_overflow", "not_a_digit"]
+
+
+@pytest.mark.parametrize(("reason", "may"), [
+    ("engine_error:503", True), ("engine_error:429", True), ("engine_error:timeout", True),
+    ("engine_error:connection", True), ("engine_error:unavailable", True),
+    ("engine_error:exception", True), ("engine_error:400", False), ("context_overflow", False),
+    ("invalid_json", False)])
+def test_which_failures_a_rerun_may_fix(reason: str, may: bool) -> None:
+    assert rerun_may_fix({"reason": reason}) is may

@@ -24,6 +24,7 @@ from steps.llms.base import CONNECTION, TIMEOUT, UNAVAILABLE, EngineError, engin
 
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 409, 425, 429}  # and every 5xx
+MAX_RETRY_AFTER_S = 600.0  # a server's own Retry-After is honoured up to this
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,10 @@ class RetryPolicy:
     max_delay_s: float = 60.0
 
     def delay(self, retry: int, failure: Failure) -> float:
-        """Seconds before retry number `retry` (1-based): what the server asked for, else
-        exponential backoff with full jitter."""
+        """Seconds before retry number `retry` (1-based): what the server asked for (up to
+        MAX_RETRY_AFTER_S), else exponential backoff with full jitter."""
         if failure.retry_after_s is not None:
-            return min(failure.retry_after_s, self.max_delay_s)
+            return min(failure.retry_after_s, MAX_RETRY_AFTER_S)
         return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (retry - 1)))
 
 
