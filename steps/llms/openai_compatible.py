@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -97,7 +98,8 @@ class OpenAICompatibleEngine(OpenAILLM):
     def load(self) -> None:
         super().load()
         self._breaker = CircuitBreaker(
-            label=str(self.base_url), threshold=self.breaker_threshold,
+            label=re.sub(r"//[^/@]*@", "//", str(self.base_url)),  # log lines: no user:key@
+            threshold=self.breaker_threshold,
             pause_s=self.breaker_pause_s, deadline_s=self.breaker_deadline_s,
             log=self._logger.warning)
         self._retry = RetryPolicy(self.request_retries, self.backoff_base_s, self.backoff_max_s)

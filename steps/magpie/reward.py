@@ -87,7 +87,7 @@ class ScoreReward(Step):
     def outputs(self) -> StepColumns:
         return ["reward", "failures"]
 
-    def process(self, inputs: StepInput) -> StepOutput:
+    def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         scored = []
         for row in inputs:
             reward, failures = None, list(row.get("failures") or [])

@@ -37,7 +37,7 @@ class MagpieConversations(GeneratorStep):
     def outputs(self) -> StepColumns:
         return CONVERSATION_COLUMNS
 
-    def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
+    def process(self, offset: int = 0) -> GeneratorStepOutput:
         if offset >= self.num_rows:  # resumed after the last batch
             yield [], True
             return
