@@ -7,8 +7,9 @@
 
 A run that fails between `begin_run` and the end leaves data without a card, never a card that
 describes other data. A run whose items failed still writes and cards what succeeded, then ends
-with one line (`12 of 340 work items failed (…); rerun the same command to retry them`) and exit
-status 3 (`FAILED_ITEMS_EXIT`); bad input is exit status 2 (steps.errors).
+with one line (`12 of 340 work items failed (…); rerun the same command to retry them`) and, when
+a rerun may fix them (engine errors), exit status 3 (`FAILED_ITEMS_EXIT`); bad input is exit
+status 2 (steps.errors).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
 
     Raises:
         UserError: the push failed (the folder stays complete and carded).
-        SystemExit: status 3 after everything is written, when work items failed.
+        SystemExit: status 3 after everything is written, when work items failed in a way a
+            rerun may fix (engine errors); content failures are reported but end with status 0.
     """
     from steps.publish import push_folder, write_card
 
@@ -146,19 +148,26 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
           f"records to {repo_dir}; card: {readme}")
     if config.push_to_hub:
         print(f"pushed: {push_folder(repo_dir, config.push_to_hub, private=config.private)}")
-    line = failure_line(repo_dir, record.run_id, work_items)
-    if line:
+    failed = failure_line(repo_dir, record.run_id, work_items)
+    if failed:
+        line, retryable = failed
         print(line, file=sys.stderr)
-        raise SystemExit(FAILED_ITEMS_EXIT)
+        if retryable:
+            raise SystemExit(FAILED_ITEMS_EXIT)
     return written
 
 
-def failure_line(repo_dir: Path, run_id: str, work_items: int | None = None) -> str | None:
+def failure_line(repo_dir: Path, run_id: str, work_items: int | None = None) -> tuple[str, bool] | None:
     """The one-line summary of this run's failure records, or None when it has none.
 
-    `N of M work items failed (reason ×n, …); rerun …`; an item with several failure records
-    counts once.
+    Returns the line and whether a rerun may fix some of the items (`steps.llm_step.rerun_may_fix`:
+    the engine was unavailable or overloaded). Those items were not marked done, so the same
+    command retries exactly them; content failures (unparseable replies, broken structure, a
+    prompt over the context) are final outcomes, counted on the card. An item with several
+    failure records counts once.
     """
+    from steps.llm_step import rerun_may_fix
+
     if repo_folder.FAILURES not in repo_folder.configs(repo_dir):
         return None
     failures = [f for f in repo_folder.read_config(repo_dir, repo_folder.FAILURES)
@@ -170,5 +179,7 @@ def failure_line(repo_dir: Path, run_id: str, work_items: int | None = None) -> 
     shown = ", ".join(f"{reason} ×{n}" for reason, n in reasons[:REASONS_SHOWN])
     more = f", {len(reasons) - REASONS_SHOWN} more reasons" if len(reasons) > REASONS_SHOWN else ""
     total = f" of {work_items}" if work_items else ""
-    return (f"{items}{total} work items failed ({shown}{more}); rerun the same command to retry "
-            "them")
+    retryable = any(rerun_may_fix(f) for f in failures)
+    advice = ("rerun the same command to retry them" if retryable
+              else "a rerun would give the same result: see the failures config")
+    return f"{items}{total} work items failed ({shown}{more}); {advice}", retryable

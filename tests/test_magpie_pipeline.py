@@ -112,21 +112,20 @@ def test_cli_filters_and_writes_the_repo_folder(tmp_path: Path,
     spec = importlib.util.spec_from_file_location("magpie_cli", SCRIPT)
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    records = [{"conversation_id": i, "domain": "default", "failure": None,
+    records = [{"conversation_id": i, "domain": "default", "failures": [], "failed": False,
                 "messages": [{"role": "user", "content": f"q{i}"},
                              {"role": "assistant", "content": "a" * i}],
                 "input_quality": ["poor", "good"][i % 2], "difficulty": "easy"}
                for i in range(6)]
-    records[0] = {**records[0], "failure": "empty_instruction", "failure_stage": "instruction_1"}
-    monkeypatch.setattr(cli, "run_magpie", lambda config, run_id: conversation_rows(
-        records, Provenance(run_id, "m", "t", {"seed": 0})))
-    with pytest.raises(SystemExit) as stop:
-        cli.main(["--rows", "6", "--filter", "later", "--keep-longest", "2",
-                  "--output-dir", str(tmp_path)])
-    assert stop.value.code == FAILED_ITEMS_EXIT
+    records[0] = {**records[0], "failed": True,
+                  "failures": [{"stage": "instruction_1", "reason": "empty_instruction"}]}
+    made = conversation_rows(records, Provenance("run", "m", "t", {"seed": 0}))
+    monkeypatch.setattr(cli, "run_magpie", lambda config, run_id: made)
+    cli.main(["--rows", "6", "--filter", "later", "--keep-longest", "2",
+              "--output-dir", str(tmp_path)])  # a content failure is final: exit 0
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == ("1 of 6 work items failed (empty_instruction ×1); rerun the same command "
-                    "to retry them")
+    assert last == ("1 of 6 work items failed (empty_instruction ×1); a rerun would give the same "
+                    "result: see the failures config")
     funnel = pq.read_table(tmp_path / "funnel.parquet").to_pylist()
     counts = {r["reason"]: r["rows"] for r in funnel}
     assert counts["instruction_1:empty_instruction"] == 1

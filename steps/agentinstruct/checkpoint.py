@@ -25,6 +25,7 @@ from distilabel.steps import GeneratorStep, Step, StepInput
 from distilabel.typing import GeneratorStepOutput, StepOutput
 
 from steps import repo_folder
+from steps.llm_step import rerun_may_fix
 from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_table
 
 TRIES = "tries"  # one file per try of the run: its elapsed wall time
@@ -206,9 +207,11 @@ class Checkpoints:
                 "failure_reasons": {f"{c}/{r}": n for (c, r), n in sorted(funnel.items())}}
 
     def discard_failed(self) -> int:
-        """Remove committed batches that hold failure records, so that a rerun retries their
-        items (the batch's other items are redone with them: same seeds, same rows)."""
-        failed = [p for p in self.work_dir.glob("*.failures.parquet") if pq.read_metadata(p).num_rows]
+        """Remove committed batches that hold failures a rerun may fix (engine errors), so that a
+        rerun retries their items (the batch's other items are redone with them: same seeds, same
+        rows). Content failures are final outcomes and stay committed."""
+        failed = [p for p in self.work_dir.glob("*.failures.parquet")
+                  if any(rerun_may_fix(f) for f in pq.read_table(p, columns=["reason"]).to_pylist())]
         for path in failed:
             for part in self.work_dir.glob(path.name.replace(".failures.parquet", ".*")):
                 part.unlink()
