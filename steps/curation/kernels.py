@@ -144,7 +144,7 @@ def tokenise(data, offsets, codes, ascii_classes, bmp_classes, unicode):
                     cls = WORD
             else:
                 cls = WORD
-            if cls == WORD or cls == DIGIT:
+            if cls in (WORD, DIGIT):
                 for k in range(step):
                     h = ((h << np.uint64(7)) | (h >> np.uint64(57))) ^ codes[data[i + k]]
                 if not in_word:  # a number is a token that starts like one: "42", "5x", ".5"
@@ -160,7 +160,7 @@ def tokenise(data, offsets, codes, ascii_classes, bmp_classes, unicode):
                     h = zero
                     in_word = False
                     has_digit = False
-                if cls == SYMBOL or cls == IDEOGRAPH:
+                if cls in (SYMBOL, IDEOGRAPH):
                     t = np.uint64(0x51ED27)
                     for k in range(step):
                         t = ((t << np.uint64(7)) | (t >> np.uint64(57))) ^ codes[data[i + k]]

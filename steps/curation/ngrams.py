@@ -49,16 +49,17 @@ SENTENCE_ENDS = "\n.!?;\u3002\u0964\u0965\u061f\u06d4\u2028\u2029"
 ASCII_SYMBOLS = "+-*/=<>^%#&|~@$\\()[]{}"
 # Negation words (token sequences after normalisation); a difference in one keeps both rows.
 NEGATIONS = (
-    "not no never nor neither none nobody nothing nowhere without cannot t isn aren wasn weren "
-    "don doesn didn won wouldn shouldn couldn hasn haven hadn mustn needn ain "  # en (n't -> n t)
-    "não nao nem nunca nenhum nenhuma nada ninguém sem jamais "  # pt
-    "ni nunca nadie ningún ninguna "  # es
-    "ne pas jamais rien aucun aucune personne "  # fr
-    "nicht kein keine keinen keinem keiner nie niemals nichts "  # de
-    "не нет ни никогда ничего никто нигде без "  # ru
-    "不 没 沒 无 無 非 未 别 別 莫 勿 否 "  # zh, ja kanji
-    "ない ません ず ぬ なかった"  # ja
-).split()
+    "not", "no", "never", "nor", "neither", "none", "nobody", "nothing", "nowhere", "without",
+    "cannot", "t", "isn", "aren", "wasn", "weren", "don", "doesn", "didn", "won", "wouldn",
+    "shouldn", "couldn", "hasn", "haven", "hadn", "mustn", "needn", "ain",  # en (n't -> n t)
+    "não", "nao", "nem", "nunca", "nenhum", "nenhuma", "nada", "ninguém", "sem", "jamais",  # pt
+    "ni", "nunca", "nadie", "ningún", "ninguna",  # es
+    "ne", "pas", "jamais", "rien", "aucun", "aucune", "personne",  # fr
+    "nicht", "kein", "keine", "keinen", "keinem", "keiner", "nie", "niemals", "nichts",  # de
+    "не", "нет", "ни", "никогда", "ничего", "никто", "нигде", "без",  # ru
+    "不", "没", "沒", "无", "無", "非", "未", "别", "別", "莫", "勿", "否",  # zh, ja kanji
+    "ない", "ません", "ず", "ぬ", "なかった",  # ja
+)
 
 
 def _byte_codes() -> np.ndarray:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from steps.curation import embedding_dedup, near_dup
-from steps.curation.benchmark_sets import load_benchmark
+from steps.curation.benchmark_sets import check_benchmarks, load_benchmark
 from steps.curation.clusters import ranks, representatives
 from steps.curation.config import CurationConfig
 from steps.curation.decisions import Decisions, removed_table
@@ -43,7 +43,7 @@ from steps.curation.filters import FILTER_REASONS, filter_reasons
 from steps.curation.funnel import curation_stats, funnel_table, read_previous_funnel
 from steps.curation.ngrams import Words, mark_negations, ngrams, words
 from steps.curation.normalise import input_columns, texts, to_arrow
-from steps.curation.sources import ConfigInput, repo_folder_of, resolve_inputs
+from steps.curation.sources import ConfigInput, check_text_column, repo_folder_of, resolve_inputs
 from steps.errors import UserError
 from steps.repo_folder import DATA_DIR, FUNNEL_FILE, write_json
 
@@ -65,12 +65,14 @@ def _curated_inputs(inputs: list[ConfigInput], config: CurationConfig
     """Split inputs into those with the text to curate and those without (e.g. `failures`)."""
     curated, skipped, columns = [], [], {}
     for source in inputs:
+        schema = source.schema()
         try:
-            columns[source.config] = input_columns(source.schema(), config.text_column,
-                                                   ids=_dedups(config))
-            curated.append(source)
+            columns[source.config] = input_columns(schema, config.text_column, ids=_dedups(config))
         except KeyError:
             skipped.append(source)
+            continue
+        check_text_column(source, columns[source.config][0], schema)
+        curated.append(source)
     if not curated:
         wanted = f"column {config.text_column!r}" if config.text_column else "a `messages` column"
         raise UserError(f"input: no config has {wanted}; pass --text-column NAME for plain text")
@@ -269,6 +271,7 @@ def curate(inputs: str | Path | list[str | Path], out_dir: str | Path,
     """Curate `inputs` (Parquet files/globs, a dataset folder, or Hub ids) into the dataset folder
     `out_dir` (may be the input folder: configs are replaced atomically). Returns the funnel."""
     config = config or CurationConfig()
+    check_benchmarks(config.benchmarks)  # before any work, Hub inputs included
     specs = [str(p) for p in (inputs if isinstance(inputs, list) else [inputs])]
     out = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="genteach-curate-") as work:
