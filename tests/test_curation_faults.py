@@ -108,6 +108,10 @@ PASSAGE = ("The river that crosses the old town was once the main road for merch
 HARD_NEGATIVES = [  # (kind, a, b): long shared text, different task
     ("operator", TEMPLATE + "def add(a, b):\n    return a + b",
      TEMPLATE + "def add(a, b):\n    return a - b"),
+    ("repeated operator", TEMPLATE + "def div(a, b):\n    return a / b",
+     TEMPLATE + "def div(a, b):\n    return a // b"),
+    ("identifier", TEMPLATE + "def add(a, b):\n    return a + b",
+     TEMPLATE + "def plus(a, b):\n    return a + b"),
     ("code body", TEMPLATE + "def area(r):\n    return 3.14159 * r * r",
      TEMPLATE + "def area(r):\n    return math.pi * r ** 2"),
     ("number", PASSAGE + "In which century did the railway reach the town if it came 300 years "

@@ -408,11 +408,14 @@ def _contains(values, start, stop, x):
 
 
 @numba.njit(cache=True)
-def _side_differs(a, b, values, offsets, grams, gram_offsets, flags, token_offsets, width,
+def _side_differs(a, b, values, offsets, grams, gram_offsets, tokens, flags, token_offsets, width,
                   share, substance):
     """Whether document a holds content that b lacks: a token covered by no shingle of b (the
-    shared text set aside) that is `substance`, or such tokens making over `share` of a segment."""
+    shared text set aside) that is `substance`, or such tokens making over `share` of a segment
+    (any of them in a segment holding a symbol).
+    A common prefix or suffix counts as shared too (the shingles at a text's edges are padded)."""
     t0, t1 = token_offsets[a], token_offsets[a + 1]
+    u0, u1 = token_offsets[b], token_offsets[b + 1]
     length = t1 - t0
     w = width if length >= width else length
     matched = np.zeros(length, dtype=np.bool_)
@@ -420,31 +423,61 @@ def _side_differs(a, b, values, offsets, grams, gram_offsets, flags, token_offse
         if _contains(values, offsets[b], offsets[b + 1], grams[g]):
             first = g - gram_offsets[a]
             matched[first:first + w] = True
+    k = 0
+    while k < length and k < u1 - u0 and tokens[t0 + k] == tokens[u0 + k]:
+        matched[k] = True
+        k += 1
+    k = 1
+    while k <= length and k <= u1 - u0 and tokens[t1 - k] == tokens[u1 - k]:
+        matched[length - k] = True
+        k += 1
     start = 0
     unmatched = 0
+    code = False  # a segment with symbols is code or math: any change in it is another task
     for t in range(length + 1):
         if t == length or (t > 0 and flags[t0 + t] & SEGMENT_START):
-            if unmatched > share * (t - start):
+            if unmatched > (0 if code else share * (t - start)):
                 return True
             start = t
             unmatched = 0
-        if t < length and not matched[t]:
-            if flags[t0 + t] & substance:
-                return True
-            unmatched += 1
+            code = False
+        if t < length:
+            code = code or (flags[t0 + t] & SYMBOL_TOKEN) != 0
+            if not matched[t]:
+                if flags[t0 + t] & substance:
+                    return True
+                unmatched += 1
     return False
 
 
 @numba.njit(cache=True)
-def differs(values, offsets, grams, gram_offsets, flags, token_offsets, left, right, width, share,
-            substance):
-    """Per pair (left[i], right[i]): whether either side holds content the other lacks."""
+def multiset_keys(hashes, offsets, flags, wanted):
+    """Per document, an order-free key of the multiset of its tokens flagged `wanted` (a sum of
+    mixed hashes): equal multisets give equal keys, so `1 / 2` and `1 // 2` differ."""
+    n_docs = offsets.shape[0] - 1
+    keys = np.zeros(n_docs, dtype=np.uint64)
+    for d in range(n_docs):
+        key = np.uint64(0)
+        for i in range(offsets[d], offsets[d + 1]):
+            if flags[i] & wanted:
+                key += fmix64(hashes[i] ^ np.uint64(0x5BD1E995))
+        keys[d] = key
+    return keys
+
+
+@numba.njit(cache=True)
+def differs(values, offsets, grams, gram_offsets, tokens, flags, token_offsets, substance_keys, left,
+            right, width, share, substance):
+    """Per pair (left[i], right[i]): whether the two hold different numbers, symbols and negations
+    (as multisets), or either side holds content the other lacks."""
     out = np.zeros(left.shape[0], dtype=np.bool_)
     for p in range(left.shape[0]):
-        out[p] = _side_differs(left[p], right[p], values, offsets, grams, gram_offsets, flags,
-                               token_offsets, width, share, substance) or _side_differs(
-            right[p], left[p], values, offsets, grams, gram_offsets, flags, token_offsets, width,
-            share, substance)
+        a, b = left[p], right[p]
+        out[p] = substance_keys[a] != substance_keys[b] or _side_differs(
+            a, b, values, offsets, grams, gram_offsets, tokens, flags, token_offsets, width, share,
+            substance) or _side_differs(
+            b, a, values, offsets, grams, gram_offsets, tokens, flags, token_offsets, width, share,
+            substance)
     return out
 
 

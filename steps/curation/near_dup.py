@@ -11,13 +11,16 @@ verified with the exact Jaccard of the two shingle sets, so the LSH setting only
 for verification work, never precision. A run of more rows with one band key than
 MAX_PAIRS_PER_RUN allows is paired within a window (counted as `oversized_bucket_rows`).
 
-A pair at or above the Jaccard threshold is a duplicate only if neither row holds content the
+A pair at or above the Jaccard threshold is a duplicate only if both rows hold the same numbers,
+symbols and negations (as multisets: moved, not changed) and neither row holds content the
 other lacks (`differs`): the text both share (every token inside a shingle of the other row: a
 shared passage, template or boilerplate) is set aside, and what remains must not contain a
-number, symbol or negation, nor be more than SEGMENT_SHARE of a sentence or line. So the same
-passage with another question, a template with another code body (`a + b` vs `a - b`), a
-negated statement or another number keeps both rows, while typos, a changed word in a long
-sentence, inserted filler words and moved sentences still merge.
+number, symbol or negation, nor be more than SEGMENT_SHARE of a sentence or line (nor any token
+of a line holding symbols: code and formulas). A common prefix or suffix of the two texts counts
+as shared (edge shingles are padded). So the same passage with another question, a template
+with another code body (`a + b` vs `a - b`), a negated statement or another number keeps both
+rows, while typos, a changed word in a long sentence, inserted filler words and moved sentences
+still merge. The rule and its thresholds are measured by benchmarks/curation.py (accuracy part).
 
 Rows are then kept greedily in rank order (`kernels.keep_greedy`): a row is removed only as a
 duplicate of a kept row it forms a verified pair with, never through a chain of pairs.
@@ -35,7 +38,7 @@ from steps.curation import kernels
 from steps.curation.ngrams import Words
 
 MAX_PAIRS_PER_RUN = 1 << 21  # all pairs of a run of up to 2,048 rows sharing a band key
-SEGMENT_SHARE = 0.25  # unshared tokens above this share of a sentence make it another task
+SEGMENT_SHARE = 0.25  # unshared tokens above this share of a prose sentence make it another task
 SUBSTANCE = kernels.NUMBER | kernels.SYMBOL_TOKEN | kernels.NEGATION
 
 
@@ -96,8 +99,10 @@ class ShingleSets:
     offsets: np.ndarray
     grams: np.ndarray  # uint32 shingles in text order (CSR by gram_offsets)
     gram_offsets: np.ndarray
-    flags: np.ndarray  # uint8 token flags (CSR by token_offsets)
+    tokens: np.ndarray  # uint32 token hashes (high 32 bits), CSR by token_offsets
+    flags: np.ndarray  # uint8 token flags, CSR by token_offsets
     token_offsets: np.ndarray
+    substance_keys: np.ndarray  # uint64 per row: its numbers, symbols and negations as a multiset
 
     @classmethod
     def build(cls, rows: np.ndarray, parts: list[tuple[np.ndarray, ...]]) -> ShingleSets:
@@ -109,7 +114,11 @@ class ShingleSets:
             return (np.concatenate([p[values] for p in parts]),
                     np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
 
-        return cls(rows, *csr(0, 1, np.uint32), *csr(2, 3, np.uint32), *csr(4, 5, np.uint8))
+        tokens, token_offsets = csr(4, 6, np.uint32)
+        flags = csr(5, 6, np.uint8)[0]
+        keys = np.concatenate([p[7] for p in parts]) if parts else np.zeros(0, np.uint64)
+        return cls(rows, *csr(0, 1, np.uint32), *csr(2, 3, np.uint32), tokens, flags, token_offsets,
+                   keys)
 
     def _index(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.searchsorted(self.rows, pairs[:, 0]), np.searchsorted(self.rows, pairs[:, 1])
@@ -120,17 +129,20 @@ class ShingleSets:
     def differs(self, pairs: np.ndarray, shingle_words: int) -> np.ndarray:
         """Per pair, whether either row holds content the other lacks (module docstring)."""
         return kernels.differs(self.values, self.offsets, self.grams, self.gram_offsets,
-                               self.flags, self.token_offsets, *self._index(pairs), shingle_words,
-                               SEGMENT_SHARE, SUBSTANCE)
+                               self.tokens, self.flags, self.token_offsets, self.substance_keys,
+                               *self._index(pairs), shingle_words, SEGMENT_SHARE, SUBSTANCE)
 
 
 def shingle_parts(tokens: Words, grams: np.ndarray, gram_offsets: np.ndarray
                   ) -> tuple[np.ndarray, ...]:
     """What ShingleSets keeps of a batch of candidate rows: sorted unique shingles, shingles in
-    order (both the high 32 bits of the gram hashes) and token flags, each CSR."""
+    order, tokens (each the high 32 bits of its hash) and token flags, CSR (values, offsets), and
+    each row's multiset key of its numbers, symbols and negations."""
     values, offsets = kernels.shingle_sets(grams, gram_offsets)
     return (values, offsets, (grams >> np.uint64(32)).astype(np.uint32), gram_offsets,
-            tokens.flags, tokens.offsets - tokens.offsets[0])
+            (tokens.hashes >> np.uint64(32)).astype(np.uint32), tokens.flags,
+            tokens.offsets - tokens.offsets[0],
+            kernels.multiset_keys(tokens.hashes, tokens.offsets, tokens.flags, SUBSTANCE))
 
 
 def keep_greedy(n_rows: int, pairs: np.ndarray, similarity: np.ndarray, rank: np.ndarray
