@@ -128,6 +128,14 @@ def tokenise(data, offsets, codes, ascii_classes, bmp_classes, unicode):
             step = 1
             if byte < 0x80:
                 cls = ascii_classes[byte]
+                if cls == WORD:  # the common case first, without the general branches below
+                    if not in_word:
+                        has_digit = _digit(byte)
+                        in_word = True
+                    h = ((h << np.uint64(7)) | (h >> np.uint64(57))) ^ codes[byte]
+                    prev = byte
+                    i += 1
+                    continue
                 if cls == CONTEXT:
                     cls, step = _context_class(data, i, end, in_word, prev)
             elif unicode:
