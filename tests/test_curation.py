@@ -166,7 +166,7 @@ def test_funnel_counts_add_up_to_rows_in(tmp_path: Path) -> None:
         assert total == rows_in[config]
         assert total - removals["rows"].sum() == out == read_config(repo, config).num_rows
     reasons = set(zip(funnel["stage"], funnel["reason"], strict=True))
-    assert {("filter", "refusal"), ("filter", "too_short"), ("filter", "invalid_messages"),
+    assert {("filter", "refusal"), ("filter", "too_short"), ("filter", "role_order"),
             ("exact_dedup", "exact_duplicate"), ("generation", "timeout")} <= reasons
     assert read_config(repo, "failures").num_rows == 1  # configs without messages stay as they are
     stats = json.loads((repo / STATS_FILE).read_text())

@@ -106,7 +106,7 @@ def test_unreadable_or_offline_benchmarks_are_user_errors(tmp_path: Path,
     bad.write_text("{not json\n")
     with pytest.raises(UserError, match=str(bad)):
         load_benchmark(str(bad))
-    with pytest.raises(UserError, match="not a file, a folder or a Hub dataset id"):
+    with pytest.raises(UserError, match="no such file or folder"):
         load_benchmark(str(tmp_path / "missing" / "x.jsonl"))
 
 

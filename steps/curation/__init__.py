@@ -8,9 +8,11 @@ dataset folder / Hub in, dataset folder out), `run` (the streaming run), `distil
 same as a distilabel step).
 
 Entry point for code: `curate(inputs, out_dir, CurationConfig(...)) -> funnel table`.
+`check_benchmarks(specs)` checks `--benchmarks` values at once (before generation starts).
 """
 
+from steps.curation.benchmark_sets import check_benchmarks
 from steps.curation.config import CurationConfig, FilterConfig
 from steps.curation.run import curate
 
-__all__ = ["CurationConfig", "FilterConfig", "curate"]
+__all__ = ["CurationConfig", "FilterConfig", "check_benchmarks", "curate"]

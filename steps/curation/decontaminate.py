@@ -3,7 +3,17 @@
 Tülu 3 rule: an eval item's token is matched by a training row if it lies inside an n-gram (n = 8)
 that also occurs in that row; the row overlaps the item if more than half of the item's tokens are
 matched by it. Strict mode (open-r1, s1): a row that shares any n-gram with any item is flagged.
-Both compare the row's user turns with the items, after the same normalisation as dedup.
+Both scan every user and assistant turn of a row (a benchmark item recited in an answer leaks as
+well), after the same normalisation as dedup (so hyphenated line wraps, Unicode and width
+variants match).
+
+What counts when numbers differ: a benchmark item with only its numbers changed is still a leak
+(the problem's wording is what a model memorises; GSM-style re-numbered items are the known case).
+Every number token is therefore hashed alike in decontamination n-grams, so an item's coverage
+does not depend on where its numbers sit. A row is attributed to ONE item: the one of highest
+coverage, ties going to an item whose numbers all occur in the row (the exact item over its
+re-numbered siblings), then to the first set and item; `similarity` is that item's coverage.
+`items_hit` counts the distinct items that rows were attributed to.
 
 Speed: every item n-gram hash goes into a sorted array, a blocked bloom filter (16 bits per
 n-gram, 3 bits in one 64-bit block) and a bucket index into the sorted array. A numba kernel
@@ -25,6 +35,8 @@ from steps.curation import kernels
 from steps.curation.benchmark_sets import BenchmarkSet
 from steps.curation.ngrams import Words, ngrams, words
 
+NUMBER_TOKEN = 0x4E554D424552  # the hash every number token gets in decontamination n-grams
+
 Mode = Literal["tulu", "strict"]
 TULU_ITEM_COVERAGE = 0.5  # an item overlaps a row above this matched-token fraction
 TULU_DATASET_SHARE = 0.02  # a dataset is contaminated above this share of one eval's items
@@ -43,6 +55,8 @@ class BenchmarkIndex:
     item_set: np.ndarray  # per item: index into names
     item_words: np.ndarray  # per item: word count
     item_local: np.ndarray  # per item: its index within its own benchmark set
+    number_values: np.ndarray  # sorted unique hashes of each item's number tokens (CSR)
+    number_offsets: np.ndarray
     bitmap: np.ndarray  # blocked bloom filter: block hash >> shift holds _bloom_mask(hash)
     shift: np.uint64
     bucket_starts: np.ndarray  # table[bucket_starts[b]:bucket_starts[b+1]] have hash >> bucket_shift == b
@@ -53,7 +67,9 @@ class BenchmarkIndex:
         texts = [text for s in sets for text in s.items]
         item_set = np.repeat(np.arange(len(sets)), [len(s.items) for s in sets])
         item_local = np.concatenate([np.arange(len(s.items)) for s in sets] or [np.zeros(0)])
-        tokens = words(pa.array(texts, pa.large_string()))
+        exact = words(pa.array(texts, pa.large_string()))
+        tokens = exact.masked(kernels.NUMBER, NUMBER_TOKEN)
+        number_values, number_offsets = _number_sets(exact)
         grams, offsets = ngrams(tokens, n, short_as_one=False)
         counts = np.diff(offsets)
         item = np.repeat(np.arange(len(texts)), counts)
@@ -68,8 +84,8 @@ class BenchmarkIndex:
         sizes = np.bincount((table >> bucket_shift).astype(np.int64), minlength=1 << bucket_bits)
         bucket_starts = np.concatenate([[0], np.cumsum(sizes)])
         return cls([s.name for s in sets], n, table, item[order], pos[order], item_set,
-                   tokens.counts, item_local.astype(np.int64), bitmap, shift, bucket_starts,
-                   bucket_shift)
+                   tokens.counts, item_local.astype(np.int64), number_values, number_offsets,
+                   bitmap, shift, bucket_starts, bucket_shift)
 
     def items_too_short(self) -> np.ndarray:
         """Per benchmark set, how many items have fewer than n words (they cannot be matched)."""
@@ -86,8 +102,20 @@ class Overlaps:
     coverage: np.ndarray  # fraction of the item's words matched by the row
 
 
+def _number_sets(tokens: Words) -> tuple[np.ndarray, np.ndarray]:
+    """Per document, the sorted unique hashes of its number tokens (CSR)."""
+    is_number = (tokens.flags & kernels.NUMBER) > 0
+    doc = np.repeat(np.arange(len(tokens.counts)), tokens.counts)[is_number]
+    if len(doc) == 0:
+        return np.zeros(0, np.uint64), np.zeros(len(tokens.counts) + 1, np.int64)
+    pairs = np.unique(np.stack([doc.astype(np.uint64), tokens.hashes[is_number]]), axis=1)
+    counts = np.bincount(pairs[0].astype(np.int64), minlength=len(tokens.counts))
+    return pairs[1].copy(), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
 def overlaps(index: BenchmarkIndex, tokens: Words, mode: Mode) -> Overlaps:
-    """Every (row, item) pair of the batch (its user-text words) that the rule flags."""
+    """Every (row, item) pair of the batch (its tokens, numbers not yet masked) that the rule flags."""
+    tokens = tokens.masked(kernels.NUMBER, NUMBER_TOKEN)
     docs, firsts, lasts = kernels.scan(tokens.hashes, tokens.offsets, index.n, index.bitmap, index.shift,
                                 index.table, index.bucket_starts, index.bucket_shift)
     spans = lasts - firsts
@@ -127,10 +155,10 @@ class ContaminationReport:
     def __post_init__(self) -> None:
         self.rows_flagged = np.zeros(len(self.index.names), dtype=np.int64)
 
-    def add(self, found: Overlaps, row_set: np.ndarray) -> None:
-        """`row_set`: the benchmark each flagged row is attributed to (one per row)."""
+    def add(self, items: np.ndarray, row_set: np.ndarray) -> None:
+        """`items`: the item each flagged row is attributed to; `row_set`: that item's set."""
         self.rows_flagged += np.bincount(row_set, minlength=len(self.index.names))
-        self.items_hit.update(found.item.tolist())
+        self.items_hit.update(items.tolist())
 
     def as_dict(self, training_rows: int) -> dict[str, dict[str, object]]:
         hit = np.zeros(len(self.index.names), dtype=np.int64)
@@ -150,12 +178,19 @@ class ContaminationReport:
         return report
 
 
-def first_set_per_row(index: BenchmarkIndex, found: Overlaps) -> tuple[np.ndarray, np.ndarray,
-                                                                        np.ndarray]:
-    """For each flagged row: (row, benchmark set, item) of its first overlap by set then item."""
-    sets = index.item_set[found.item]
-    order = np.lexsort((found.item, sets, found.row))
-    row, sets, item = found.row[order], sets[order], found.item[order]
+def best_item_per_row(index: BenchmarkIndex, found: Overlaps, tokens: Words
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each flagged row: (row, item, coverage) of the item it is attributed to (the module
+    docstring says which). `tokens`: the batch's tokens, numbers not masked."""
+    if len(found.row) == 0:
+        return found.row, found.item, found.coverage
+    rows_numbers, rows_offsets = _number_sets(tokens)
+    agree = np.array([
+        np.isin(index.number_values[index.number_offsets[i]:index.number_offsets[i + 1]],
+                rows_numbers[rows_offsets[r]:rows_offsets[r + 1]]).all()
+        for r, i in zip(found.row.tolist(), found.item.tolist(), strict=True)], dtype=bool)
+    order = np.lexsort((found.item, index.item_set[found.item], ~agree, -found.coverage, found.row))
+    row, item, coverage = found.row[order], found.item[order], found.coverage[order]
     first = np.ones(len(row), dtype=bool)
     first[1:] = row[1:] != row[:-1]
-    return row[first], sets[first], item[first]
+    return row[first], item[first], coverage[first]

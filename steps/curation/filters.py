@@ -1,5 +1,10 @@
 """Row filters: message structure, parse validity, length, language, refusal/boilerplate.
 
+Message structure (what TRL's SFTTrainer and chat templates accept): an optional system turn,
+then user and assistant turns alternating, starting with the user and ending with the assistant
+(`role_order`); every turn must hold a letter or digit (`empty_turn`: empty, whitespace-only or
+punctuation-only turns such as `", "`). A row without messages or text is `invalid_messages`.
+
 Each returns, per row of a batch, whether the row fails; `filter_reasons` applies them in order
 with each skill's settings and names the first failure, the reason counted in the funnel.
 """
@@ -25,19 +30,31 @@ REFUSAL_PATTERNS = (
 )
 _REFUSAL = "(?i)" + "|".join(f"(?:{p})" for p in REFUSAL_PATTERNS)
 
-FILTER_REASONS = ("invalid_messages", "parse_json", "too_short", "too_long", "language", "refusal")
+FILTER_REASONS = ("invalid_messages", "role_order", "empty_turn", "parse_json", "too_short",
+                  "too_long", "language", "refusal")
+ROLE_ORDER = r"^(system,)?user,assistant(,user,assistant)*$"
+SUBSTANCE = r"[\p{L}\p{N}]"  # a turn needs a letter or a digit (Unicode classes)
 
 
-def invalid_messages(batch: pl.DataFrame, texts: Texts, text_column: str | None,
+def invalid_messages(batch: pl.DataFrame, text_column: str | None,
                      word_counts: np.ndarray) -> np.ndarray:
-    """A text without words; or no user text, no assistant text, or a conversation that does not
-    end with the assistant."""
+    """A text without words, or a row without messages."""
     if text_column is not None:
         return word_counts == 0
-    last_role = batch.select(pl.col("messages").list.last().struct.field("role")).to_series()
-    empty = [(pl.from_arrow(t).str.strip_chars().str.len_bytes() == 0).to_numpy()
-             for t in (texts.user, texts.assistant)]
-    return empty[0] | empty[1] | (last_role != "assistant").fill_null(True).to_numpy()
+    return batch.select(pl.col("messages").list.len().fill_null(0) == 0).to_series().to_numpy()
+
+
+def role_order_fails(batch: pl.DataFrame) -> np.ndarray:
+    """Roles are not [system] user assistant (user assistant)* (module docstring)."""
+    roles = pl.col("messages").list.eval(pl.element().struct.field("role").fill_null("?")).list.join(",")
+    return batch.select(~roles.str.contains(ROLE_ORDER).fill_null(False)).to_series().to_numpy()
+
+
+def empty_turn_fails(batch: pl.DataFrame) -> np.ndarray:
+    """Some turn holds no letter or digit (empty, whitespace or punctuation only)."""
+    blank = ~pl.element().struct.field("content").fill_null("").str.contains(SUBSTANCE)
+    return batch.select(pl.col("messages").list.eval(blank).list.any().fill_null(True)
+                        ).to_series().to_numpy()
 
 
 def _json_fails(text: str) -> bool:
@@ -81,7 +98,10 @@ def filter_reasons(batch: pl.DataFrame, texts: Texts, word_counts: np.ndarray,
     def fail(mask: np.ndarray, name: str) -> None:
         reason[(reason < 0) & mask] = FILTER_REASONS.index(name)
 
-    fail(invalid_messages(batch, texts, config.text_column, word_counts), "invalid_messages")
+    fail(invalid_messages(batch, config.text_column, word_counts), "invalid_messages")
+    if config.text_column is None:
+        fail(role_order_fails(batch), "role_order")
+        fail(empty_turn_fails(batch), "empty_turn")
     if "skill" in batch.columns:
         skills = batch.get_column("skill").fill_null("")
         groups = [(skill, (skills == skill).to_numpy()) for skill in skills.unique().sort()]

@@ -26,68 +26,193 @@ def fmix64(h: np.uint64) -> np.uint64:
     return h
 
 
+# Character classes of the tokeniser (the `classes` tables of `ngrams`).
+SEP, WORD, SYMBOL, IDEOGRAPH, SENTENCE_END, CONTEXT, DIGIT = 0, 1, 2, 3, 4, 5, 6
+# Token flags (one byte per token).
+NUMBER, SYMBOL_TOKEN, SEGMENT_START, IDEOGRAPH_TOKEN, NEGATION = 1, 2, 4, 8, 16
+
+
+@numba.njit(cache=True, inline="always")
+def _ascii_word(byte) -> bool:
+    return (0x61 <= byte <= 0x7A) or (0x41 <= byte <= 0x5A) or (0x30 <= byte <= 0x39) or byte == 0x5F
+
+
+@numba.njit(cache=True, inline="always")
+def _digit(byte) -> bool:
+    return 0x30 <= byte <= 0x39
+
+
 @numba.njit(cache=True)
-def separator_length(data: np.ndarray, i: int, end: int) -> int:
-    """Bytes of a Unicode punctuation sequence starting at data[i], or 0 when it is not one."""
+def _utf8_char(data, i, end):
+    """(code point, bytes) of the UTF-8 sequence at data[i]; a malformed one is one byte."""
     lead = data[i]
-    if lead == 0xC2 and i + 1 < end and 0xA0 <= data[i + 1] <= 0xBF:
-        return 2
-    if (lead == 0xE2 and i + 2 < end and 0x80 <= data[i + 1] <= 0x81) or (
-        lead == 0xE3 and i + 2 < end and data[i + 1] == 0x80
-    ):
-        return 3
-    return 0
+    if lead >= 0xF0:
+        size, cp = 4, lead & 0x07
+    elif lead >= 0xE0:
+        size, cp = 3, lead & 0x0F
+    elif lead >= 0xC0:
+        size, cp = 2, lead & 0x1F
+    else:
+        return np.int64(-1), 1
+    if i + size > end:
+        return np.int64(-1), 1
+    for k in range(1, size):
+        cp = (cp << 6) | (data[i + k] & 0x3F)
+    return np.int64(cp), size
 
 
 @numba.njit(cache=True)
-def tokenise(data, offsets, codes, unicode):
-    """Word hashes h = rotl(h, 7) ^ code(byte) over each word's bytes, and a key per document.
+def _context_class(data, i, end, in_word, prev):
+    """Class and width of `. , : ! -`, which depend on their neighbours (see `ngrams`)."""
+    byte = data[i]
+    nxt = data[i + 1] if i + 1 < end else 0
+    if byte == 0x2E:  # '.' inside or before a number ("3.14", ".5") belongs to it
+        if _digit(nxt) and (_digit(prev) or not in_word):
+            return WORD, 1
+        return SENTENCE_END, 1
+    if byte == 0x2C or byte == 0x3A:  # ',' ':' between digits ("1,000", "12:00")
+        return (WORD, 1) if in_word and _digit(prev) and _digit(nxt) else (SEP, 1)
+    if byte == 0x21:  # '!' as an operator ("!=", "!done"), else sentence punctuation
+        if nxt == 0x3D or (not in_word and (_ascii_word(nxt) or nxt >= 0x80 or nxt == 0x28)):
+            return SYMBOL, 1
+        return SENTENCE_END, 1
+    # '-': a hyphenated line wrap inside a word ("contami-\nnation") joins the two halves.
+    if in_word:
+        j = i + 1
+        while j < end and (data[j] == 0x20 or data[j] == 0x09 or data[j] == 0x0D):
+            j += 1
+        if j < end and data[j] == 0x0A:
+            j += 1
+            while j < end and (data[j] == 0x20 or data[j] == 0x09):
+                j += 1
+            if j < end and (_ascii_word(data[j]) or data[j] >= 0x80):
+                return CONTEXT, j - i
+    return SYMBOL, 1
 
-    The byte loop is branch-light on purpose (a word end is a masked store, not a branch):
-    mispredicted branches at every word boundary cost more than the hashing itself.
-    """
+
+@numba.njit(cache=True)
+def tokenise(data, offsets, codes, ascii_classes, bmp_classes, unicode):
+    """Token hashes h = rotl(h, 7) ^ code(byte) over each token's bytes, token flags, a key and
+    a word count per document (see `ngrams` for the classes; the text is normalised already)."""
     n_docs = offsets.shape[0] - 1
-    # Room for a word per 4 bytes, grown when a document could overflow it (at most a word per
-    # 2 bytes): the worst-case size up front costs page faults on every batch.
-    hashes = np.empty((offsets[n_docs] - offsets[0]) // 4 + n_docs + 1, dtype=np.uint64)
+    # Room for a token per 4 bytes, grown when a document could overflow it (at most one per
+    # byte): the worst-case size up front costs page faults on every batch.
+    size = (offsets[n_docs] - offsets[0]) // 4 + n_docs + 1
+    hashes = np.empty(size, dtype=np.uint64)
+    flags = np.empty(size, dtype=np.uint8)
     word_offsets = np.empty(n_docs + 1, dtype=np.int64)
     text_keys = np.empty(n_docs, dtype=np.uint64)
+    word_counts = np.zeros(n_docs, dtype=np.int64)
     zero = np.uint64(0)
     n = 0
     for d in range(n_docs):
         word_offsets[d] = n
-        need = n + (offsets[d + 1] - offsets[d]) // 2 + 2
-        if need > hashes.shape[0]:
-            grown = np.empty(max(need, 2 * hashes.shape[0]), dtype=np.uint64)
-            grown[:n] = hashes[:n]
-            hashes = grown
-        h = zero
-        in_word = 0
         i = offsets[d]
         end = offsets[d + 1]
+        need = n + (end - i) + 2
+        if need > hashes.shape[0]:
+            grown = max(need, 2 * hashes.shape[0])
+            more = np.empty(grown, dtype=np.uint64)
+            more[:n] = hashes[:n]
+            hashes = more
+            more_flags = np.empty(grown, dtype=np.uint8)
+            more_flags[:n] = flags[:n]
+            flags = more_flags
+        h = zero
+        in_word = False
+        has_digit = False
+        segment = SEGMENT_START
+        prev = 0
         while i < end:
             byte = data[i]
-            code = codes[byte]
             step = 1
-            if unicode and byte >= 0x80:  # loop-invariant flag: ASCII batches skip this test
-                sep = separator_length(data, i, end)
-                if sep:
-                    code = zero
-                    step = sep
-            is_word = 1 if code != zero else 0
-            hashes[n] = h
-            n += in_word & (is_word ^ 1)
-            h = (((h << np.uint64(7)) | (h >> np.uint64(57))) ^ code) if is_word else zero
-            in_word = is_word
+            if byte < 0x80:
+                cls = ascii_classes[byte]
+                if cls == WORD:  # the common case first, without the general branches below
+                    if not in_word:
+                        has_digit = _digit(byte)
+                        in_word = True
+                    h = ((h << np.uint64(7)) | (h >> np.uint64(57))) ^ codes[byte]
+                    prev = byte
+                    i += 1
+                    continue
+                if cls == CONTEXT:
+                    cls, step = _context_class(data, i, end, in_word, prev)
+            elif unicode:
+                cp, step = _utf8_char(data, i, end)
+                if cp < 0:
+                    cls = WORD
+                elif cp < 0x10000:
+                    cls = bmp_classes[cp]
+                elif 0x20000 <= cp < 0x40000:
+                    cls = IDEOGRAPH
+                elif 0x1F000 <= cp < 0x1FB00:
+                    cls = SYMBOL
+                else:
+                    cls = WORD
+            else:
+                cls = WORD
+            if cls in (WORD, DIGIT):
+                for k in range(step):
+                    h = ((h << np.uint64(7)) | (h >> np.uint64(57))) ^ codes[data[i + k]]
+                if not in_word:  # a number is a token that starts like one: "42", "5x", ".5"
+                    has_digit = cls == DIGIT or _digit(byte) or byte == 0x2E
+                in_word = True
+            elif cls != CONTEXT:  # CONTEXT here: a line-wrap hyphen, the word goes on
+                if in_word:
+                    hashes[n] = h
+                    flags[n] = (NUMBER if has_digit else 0) | segment
+                    word_counts[d] += 1
+                    n += 1
+                    segment = 0
+                    h = zero
+                    in_word = False
+                    has_digit = False
+                if cls in (SYMBOL, IDEOGRAPH):
+                    t = np.uint64(0x51ED27)
+                    for k in range(step):
+                        t = ((t << np.uint64(7)) | (t >> np.uint64(57))) ^ codes[data[i + k]]
+                    hashes[n] = t
+                    flags[n] = (SYMBOL_TOKEN if cls == SYMBOL else IDEOGRAPH_TOKEN) | segment
+                    if cls == IDEOGRAPH:
+                        word_counts[d] += 1
+                    n += 1
+                    segment = 0
+                elif cls == SENTENCE_END:
+                    segment = SEGMENT_START
+            prev = byte
             i += step
-        hashes[n] = h
-        n += in_word
+        if in_word:
+            hashes[n] = h
+            flags[n] = (NUMBER if has_digit else 0) | segment
+            word_counts[d] += 1
+            n += 1
         key = np.uint64(0x9E3779B97F4A7C15)
         for j in range(word_offsets[d], n):
             key = (key ^ hashes[j]) * _KEY_PRIME
         text_keys[d] = fmix64(key ^ np.uint64(n - word_offsets[d]))
     word_offsets[n_docs] = n
-    return hashes[:n], word_offsets, text_keys
+    return hashes[:n], flags[:n], word_offsets, text_keys, word_counts
+
+
+@numba.njit(cache=True)
+def mark_patterns(hashes, offsets, flags, pattern_hashes, pattern_offsets, bit):
+    """Set `bit` in the flags of every token inside an occurrence of a pattern (a token sequence)."""
+    n_docs = offsets.shape[0] - 1
+    for d in range(n_docs):
+        for i in range(offsets[d], offsets[d + 1]):
+            for p in range(pattern_offsets.shape[0] - 1):
+                a, b = pattern_offsets[p], pattern_offsets[p + 1]
+                if i + (b - a) > offsets[d + 1] or hashes[i] != pattern_hashes[a]:
+                    continue
+                same = True
+                for k in range(1, b - a):
+                    if hashes[i + k] != pattern_hashes[a + k]:
+                        same = False
+                        break
+                if same:
+                    for k in range(b - a):
+                        flags[i + k] |= bit
 
 
 @numba.njit(cache=True, inline="always")
@@ -192,19 +317,30 @@ def band_keys(grams, gram_offsets, bands, rows):
     return keys
 
 
+@numba.njit(cache=True, inline="always")
+def _run_width(size, max_pairs):
+    """Partners per row in a run of equal keys: all later rows while the run's pairs fit in
+    `max_pairs`, else the next max_pairs // size rows (a degenerate key must not go quadratic)."""
+    return size - 1 if size * (size - 1) // 2 <= max_pairs else max(1, max_pairs // size)
+
+
 @numba.njit(cache=True)
-def run_pairs(sorted_keys, order, max_run):
-    """Pairs (a, b), a < b, of rows whose keys are equal: all pairs in runs up to `max_run`
-    rows, a star on the run's first row beyond that (a degenerate key must not go quadratic)."""
+def run_pairs(sorted_keys, order, max_pairs):
+    """Pairs (a, b), a < b, of rows whose keys are equal (see `_run_width` for big runs), and the
+    number of rows in runs too big to pair completely."""
     n = sorted_keys.shape[0]
     count = 0
+    oversized = 0
     i = 0
     while i < n:
         j = i + 1
         while j < n and sorted_keys[j] == sorted_keys[i]:
             j += 1
-        size = j - i
-        count += size * (size - 1) // 2 if size <= max_run else size - 1
+        width = _run_width(j - i, max_pairs)
+        for x in range(i, j):
+            count += min(width, j - 1 - x)
+        if width < j - i - 1:
+            oversized += j - i
         i = j
     pairs = np.empty((count, 2), dtype=np.int64)
     p = 0
@@ -213,16 +349,16 @@ def run_pairs(sorted_keys, order, max_run):
         j = i + 1
         while j < n and sorted_keys[j] == sorted_keys[i]:
             j += 1
-        size = j - i
-        for x in range(i, j if size <= max_run else i + 1):
-            for y in range(x + 1, j):
+        width = _run_width(j - i, max_pairs)
+        for x in range(i, j):
+            for y in range(x + 1, min(j, x + 1 + width)):
                 a = order[x]
                 b = order[y]
                 pairs[p, 0] = min(a, b)
                 pairs[p, 1] = max(a, b)
                 p += 1
         i = j
-    return pairs
+    return pairs, oversized
 
 
 @numba.njit(cache=True)
@@ -264,6 +400,129 @@ def jaccard(values, offsets, left, right):
         union = size - common
         out[p] = common / union if union else 1.0
     return out
+
+
+@numba.njit(cache=True)
+def _contains(values, start, stop, x):
+    """Whether the sorted values[start:stop] hold x (binary search)."""
+    lo, hi = start, stop
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < stop and values[lo] == x
+
+
+@numba.njit(cache=True)
+def _side_differs(a, b, values, offsets, grams, gram_offsets, tokens, flags, token_offsets, width,
+                  share, substance):
+    """Whether document a holds content that b lacks: a token covered by no shingle of b (the
+    shared text set aside) that is `substance`, or such tokens making over `share` of a segment
+    (any of them in a segment holding a symbol).
+    A common prefix or suffix counts as shared too (the shingles at a text's edges are padded)."""
+    t0, t1 = token_offsets[a], token_offsets[a + 1]
+    u0, u1 = token_offsets[b], token_offsets[b + 1]
+    length = t1 - t0
+    w = width if length >= width else length
+    matched = np.zeros(length, dtype=np.bool_)
+    for g in range(gram_offsets[a], gram_offsets[a + 1]):
+        if _contains(values, offsets[b], offsets[b + 1], grams[g]):
+            first = g - gram_offsets[a]
+            matched[first:first + w] = True
+    k = 0
+    while k < length and k < u1 - u0 and tokens[t0 + k] == tokens[u0 + k]:
+        matched[k] = True
+        k += 1
+    k = 1
+    while k <= length and k <= u1 - u0 and tokens[t1 - k] == tokens[u1 - k]:
+        matched[length - k] = True
+        k += 1
+    start = 0
+    unmatched = 0
+    code = False  # a segment with symbols is code or math: any change in it is another task
+    for t in range(length + 1):
+        if t == length or (t > 0 and flags[t0 + t] & SEGMENT_START):
+            if unmatched > (0 if code else share * (t - start)):
+                return True
+            start = t
+            unmatched = 0
+            code = False
+        if t < length:
+            code = code or (flags[t0 + t] & SYMBOL_TOKEN) != 0
+            if not matched[t]:
+                if flags[t0 + t] & substance:
+                    return True
+                unmatched += 1
+    return False
+
+
+@numba.njit(cache=True)
+def multiset_keys(hashes, offsets, flags, wanted):
+    """Per document, an order-free key of the multiset of its tokens flagged `wanted` (a sum of
+    mixed hashes): equal multisets give equal keys, so `1 / 2` and `1 // 2` differ."""
+    n_docs = offsets.shape[0] - 1
+    keys = np.zeros(n_docs, dtype=np.uint64)
+    for d in range(n_docs):
+        key = np.uint64(0)
+        for i in range(offsets[d], offsets[d + 1]):
+            if flags[i] & wanted:
+                key += fmix64(hashes[i] ^ np.uint64(0x5BD1E995))
+        keys[d] = key
+    return keys
+
+
+@numba.njit(cache=True)
+def differs(values, offsets, grams, gram_offsets, tokens, flags, token_offsets, substance_keys, left,
+            right, width, share, substance):
+    """Per pair (left[i], right[i]): whether the two hold different numbers, symbols and negations
+    (as multisets), or either side holds content the other lacks."""
+    out = np.zeros(left.shape[0], dtype=np.bool_)
+    for p in range(left.shape[0]):
+        a, b = left[p], right[p]
+        out[p] = substance_keys[a] != substance_keys[b] or _side_differs(
+            a, b, values, offsets, grams, gram_offsets, tokens, flags, token_offsets, width, share,
+            substance) or _side_differs(
+            b, a, values, offsets, grams, gram_offsets, tokens, flags, token_offsets, width, share,
+            substance)
+    return out
+
+
+@numba.njit(cache=True)
+def keep_greedy(pairs, similarity, rank, n_rows):
+    """Rows in rank order; a row is removed as a duplicate of its most similar neighbour that is
+    kept and of smaller rank (ties: smaller rank), so it is a verified pair with the row it names.
+    Returns duplicate_of (-1 = kept) and the similarity to that row."""
+    degree = np.zeros(n_rows + 1, dtype=np.int64)
+    for p in range(pairs.shape[0]):
+        degree[pairs[p, 0] + 1] += 1
+        degree[pairs[p, 1] + 1] += 1
+    starts = np.cumsum(degree)
+    fill = starts[:-1].copy()
+    neighbour = np.empty(2 * pairs.shape[0], dtype=np.int64)
+    weight = np.empty(2 * pairs.shape[0], dtype=np.float64)
+    for p in range(pairs.shape[0]):
+        a, b = pairs[p, 0], pairs[p, 1]
+        neighbour[fill[a]], weight[fill[a]] = b, similarity[p]
+        fill[a] += 1
+        neighbour[fill[b]], weight[fill[b]] = a, similarity[p]
+        fill[b] += 1
+    duplicate_of = np.full(n_rows, -1, dtype=np.int64)
+    best_similarity = np.zeros(n_rows, dtype=np.float64)
+    involved = np.flatnonzero(degree[1:] > 0)
+    for r in involved[np.argsort(rank[involved], kind="mergesort")]:
+        best = -1
+        for k in range(starts[r], starts[r + 1]):
+            other = neighbour[k]
+            if rank[other] >= rank[r] or duplicate_of[other] >= 0:
+                continue
+            if best < 0 or weight[k] > best_similarity[r] or (
+                    weight[k] == best_similarity[r] and rank[other] < rank[best]):
+                best = other
+                best_similarity[r] = weight[k]
+        duplicate_of[r] = best
+    return duplicate_of, best_similarity
 
 
 @numba.njit(cache=True, inline="always")

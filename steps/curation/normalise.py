@@ -1,15 +1,17 @@
 """Which text each stage reads from a row, as Arrow arrays ready for hashing.
 
 Rows in ROW_SCHEMA carry `messages`; foreign data may instead have a plain text column. The texts:
-- `user`: the user turns joined by newlines (decontamination compares prompts, the Tülu 3 rule;
-  the Magpie embedding rule is on the instruction too);
+- `user`: the user turns joined by newlines (the Magpie embedding rule is on the instruction);
+- `conversation`: user and assistant turns, what decontamination scans (the Tülu 3 rule compares
+  prompts; a benchmark item recited in an answer leaks as well);
 - `assistant`: the assistant turns (refusal and format filters);
 - `dedup`: what exact and near-dup compare, `conversation` (user + assistant turns, default) or
   `user`. The default is the whole conversation because here one prompt legitimately has several
   rows: ReST-EM keeps several correct solutions per problem and AgentInstruct asks several questions
   about one seed passage, so only rows whose prompt *and* answer nearly coincide are duplicates.
   `user` gives Magpie's instruction-level dedup.
-Case, punctuation and whitespace are normalised by the tokeniser (`ngrams.words`).
+Unicode, case, sentence punctuation and whitespace are normalised by the tokeniser
+(`ngrams.words`); symbols, signs and numbers are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ DedupOn = Literal["conversation", "user"]
 class Texts:
     user: pa.Array
     assistant: pa.Array
+    conversation: pa.Array
     dedup: pa.Array
     turns: np.ndarray  # int32, messages per row (1 for a plain text column)
 
@@ -47,16 +50,17 @@ def texts(batch: pl.DataFrame, text_column: str | None, dedup_on: DedupOn) -> Te
     """The texts of one batch (see the module docstring)."""
     if text_column is not None:
         text = to_arrow(batch.get_column(text_column).cast(pl.String))
-        return Texts(text, text, text, np.ones(len(batch), dtype=np.int32))
+        return Texts(text, text, text, text, np.ones(len(batch), dtype=np.int32))
     frame = batch.select(
         user=_turns_text(("user",)),
         assistant=_turns_text(("assistant",)),
         conversation=_turns_text(("user", "assistant")),
         turns=pl.col("messages").list.len().fill_null(0).cast(pl.Int32),
     )
-    dedup = frame.get_column("conversation" if dedup_on == "conversation" else "user")
-    return Texts(to_arrow(frame.get_column("user")), to_arrow(frame.get_column("assistant")),
-                 to_arrow(dedup), frame.get_column("turns").to_numpy())
+    user, conversation = to_arrow(frame.get_column("user")), to_arrow(frame.get_column("conversation"))
+    return Texts(user, to_arrow(frame.get_column("assistant")), conversation,
+                 conversation if dedup_on == "conversation" else user,
+                 frame.get_column("turns").to_numpy())
 
 
 def input_columns(schema: pl.Schema, text_column: str | None, ids: bool = True) -> list[str]:

@@ -28,21 +28,22 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from steps.curation import embedding_dedup, near_dup
-from steps.curation.benchmark_sets import load_benchmark
+from steps.curation.benchmark_sets import check_benchmarks, load_benchmark
 from steps.curation.clusters import ranks, representatives
 from steps.curation.config import CurationConfig
 from steps.curation.decisions import Decisions, removed_table
 from steps.curation.decontaminate import (
     BenchmarkIndex,
     ContaminationReport,
-    first_set_per_row,
+    Overlaps,
+    best_item_per_row,
     overlaps,
 )
 from steps.curation.filters import FILTER_REASONS, filter_reasons
 from steps.curation.funnel import curation_stats, funnel_table, read_previous_funnel
-from steps.curation.ngrams import Words, ngrams, words
+from steps.curation.ngrams import Words, mark_negations, ngrams, words
 from steps.curation.normalise import input_columns, texts, to_arrow
-from steps.curation.sources import ConfigInput, repo_folder_of, resolve_inputs
+from steps.curation.sources import ConfigInput, check_text_column, repo_folder_of, resolve_inputs
 from steps.errors import UserError
 from steps.repo_folder import DATA_DIR, FUNNEL_FILE, write_json
 
@@ -64,36 +65,37 @@ def _curated_inputs(inputs: list[ConfigInput], config: CurationConfig
     """Split inputs into those with the text to curate and those without (e.g. `failures`)."""
     curated, skipped, columns = [], [], {}
     for source in inputs:
+        schema = source.schema()
         try:
-            columns[source.config] = input_columns(source.schema(), config.text_column,
-                                                   ids=_dedups(config))
-            curated.append(source)
+            columns[source.config] = input_columns(schema, config.text_column, ids=_dedups(config))
         except KeyError:
             skipped.append(source)
+            continue
+        check_text_column(source, columns[source.config][0], schema)
+        curated.append(source)
     if not curated:
         wanted = f"column {config.text_column!r}" if config.text_column else "a `messages` column"
         raise UserError(f"input: no config has {wanted}; pass --text-column NAME for plain text")
     return curated, skipped, columns
 
 
-def _decontaminate_batch(index: BenchmarkIndex, report: ContaminationReport, user: Words,
+def _decontaminate_batch(index: BenchmarkIndex, report: ContaminationReport, tokens: Words,
                          reason: np.ndarray, config: CurationConfig
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Flag the rows still kept that leak a benchmark item: sets `reason`, returns the item index
-    and the matched share of the item per row (-1 and NaN elsewhere)."""
+    and the matched share of that item per row (-1 and NaN elsewhere)."""
     n = len(reason)
     item = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan, dtype=np.float32)
-    found = overlaps(index, user, config.decontamination)
+    found = overlaps(index, tokens, config.decontamination)
     alive = reason[found.row] < 0
-    found.row, found.item, found.coverage = found.row[alive], found.item[alive], found.coverage[alive]
-    rows, set_of_row, items = first_set_per_row(index, found)
-    report.add(found, set_of_row)
+    found = Overlaps(found.row[alive], found.item[alive], found.coverage[alive])
+    rows, items, coverage = best_item_per_row(index, found, tokens)
+    set_of_row = index.item_set[items]
+    report.add(items, set_of_row)
     reason[rows] = len(FILTER_REASONS) + set_of_row
     item[rows] = index.item_local[items]
-    best = np.zeros(n)
-    np.maximum.at(best, found.row, found.coverage)
-    similarity[rows] = best[rows]
+    similarity[rows] = coverage
     return item, similarity
 
 
@@ -104,17 +106,17 @@ def _scan_batch(batch: pl.DataFrame, config: CurationConfig, index: BenchmarkInd
     n = batch.height
     text = texts(batch, config.text_column, config.dedup_on)
     tokens = words(text.dedup)
-    reason = filter_reasons(batch, text, tokens.counts, config)
+    reason = filter_reasons(batch, text, tokens.word_counts, config)
     item, similarity = np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32)
-    if index is not None and report is not None:
-        user = tokens if text.user is text.dedup else words(text.user)
-        item, similarity = _decontaminate_batch(index, report, user, reason, config)
+    if index is not None and report is not None:  # every turn: a leak in an answer is a leak
+        scanned = tokens if text.conversation is text.dedup else words(text.conversation)
+        item, similarity = _decontaminate_batch(index, report, scanned, reason, config)
     if store is not None:
         grams, offsets = ngrams(tokens, config.shingle_words, short_as_one=True)
         store.append(near_dup.band_keys(grams, offsets, config.bands, config.rows_per_band))
     return {
         "reason": reason, "item": item, "similarity": similarity, "keys": tokens.text_keys,
-        "words": tokens.counts.astype(np.uint32), "turns": text.turns,
+        "words": tokens.word_counts.astype(np.uint32), "turns": text.turns,
         "ids": to_arrow(batch.get_column("id").cast(pl.String)) if "id" in batch.columns else None,
         "skills": (batch.get_column("skill").cast(pl.String) if "skill" in batch.columns
                    else pl.Series("skill", [None] * n, pl.String)),
@@ -175,14 +177,17 @@ def analyse(inputs: list[ConfigInput], config: CurationConfig, progress: bool = 
 
 
 def _point_at_kept_rows(decisions: Decisions) -> None:
-    """An exact copy of a row that a later stage removed names the row that was kept instead."""
+    """An exact copy of a row that a later stage removed names the row that one names instead,
+    with that row's similarity (equal texts have equal similarities). One hop only: the named
+    row was a verified duplicate of the removed one, not necessarily of the row it names."""
+    exact = decisions.code("exact_dedup", "exact_duplicate")
     dup = decisions.duplicate_of
-    while True:
-        stale = np.flatnonzero(dup >= 0)
-        stale = stale[dup[dup[stale]] >= 0]
-        if len(stale) == 0:
-            return
-        dup[stale] = dup[dup[stale]]
+    copies = np.flatnonzero(decisions.reason == exact)
+    target = dup[copies]
+    moved = dup[target] >= 0
+    copies, target = copies[moved], target[moved]
+    dup[copies] = dup[target]
+    decisions.similarity[copies] = decisions.similarity[target]
 
 
 def _exact_dedup(decisions: Decisions, rank: np.ndarray) -> None:
@@ -196,7 +201,7 @@ def _exact_dedup(decisions: Decisions, rank: np.ndarray) -> None:
 
 def _candidate_sets(decisions: Decisions, candidates: np.ndarray, config: CurationConfig,
                     columns: dict[str, list[str]], progress: bool) -> near_dup.ShingleSets:
-    """Pass 2: the exact shingle sets of the candidate rows, read again from the input."""
+    """Pass 2: the exact shingle sets and token flags of the candidate rows, read again."""
     found = []
     start = 0
     with _progress(progress) as bar:
@@ -208,8 +213,9 @@ def _candidate_sets(decisions: Decisions, candidates: np.ndarray, config: Curati
                 if hi > lo:
                     chosen = batch[candidates[lo:hi] - start]
                     tokens = words(texts(chosen, config.text_column, config.dedup_on).dedup)
+                    mark_negations(tokens)
                     grams, offsets = ngrams(tokens, config.shingle_words, short_as_one=True)
-                    found.append(near_dup.shingle_sets(grams, offsets))
+                    found.append(near_dup.shingle_parts(tokens, grams, offsets))
                 bar.advance(task, batch.height)
                 start = stop
     return near_dup.ShingleSets.build(candidates, found)
@@ -218,22 +224,27 @@ def _candidate_sets(decisions: Decisions, candidates: np.ndarray, config: Curati
 def _near_dup(decisions: Decisions, rank: np.ndarray, store: near_dup.BandStore,
               config: CurationConfig, columns: dict[str, list[str]], progress: bool) -> None:
     eligible = (decisions.reason < 0) & (decisions.words > 0)
-    pairs = store.candidate_pairs(eligible)
-    decisions.near_dup_pairs = {"candidate_pairs": len(pairs), "verified_pairs": 0}
+    pairs, oversized = store.candidate_pairs(eligible)
+    decisions.near_dup_pairs = {"candidate_pairs": len(pairs), "above_threshold": 0,
+                                "kept_apart_by_content": 0, "verified_pairs": 0,
+                                "oversized_bucket_rows": oversized}
     if len(pairs) == 0:
         return
     sets = _candidate_sets(decisions, np.unique(pairs), config, columns, progress)
     jaccard = sets.jaccard(pairs)
-    verified = jaccard >= config.jaccard
-    decisions.near_dup_pairs["verified_pairs"] = int(verified.sum())
-    n = len(decisions.reason)
-    kept = representatives(near_dup.cluster_labels(n, pairs[verified]), rank)
-    removed = np.flatnonzero(eligible & (kept != np.arange(n)))
-    best = np.zeros(n)
-    np.maximum.at(best, pairs[verified].ravel(), np.repeat(jaccard[verified], 2))
+    above = jaccard >= config.jaccard
+    apart = np.zeros(len(pairs), dtype=bool)
+    apart[above] = sets.differs(pairs[above], config.shingle_words)
+    verified = above & ~apart
+    decisions.near_dup_pairs |= {"above_threshold": int(above.sum()),
+                                 "kept_apart_by_content": int(apart.sum()),
+                                 "verified_pairs": int(verified.sum())}
+    duplicate_of, similarity = near_dup.keep_greedy(len(decisions.reason), pairs[verified],
+                                                    jaccard[verified], rank)
+    removed = np.flatnonzero(duplicate_of >= 0)
     decisions.reason[removed] = decisions.code("near_dup", "minhash_jaccard")
-    decisions.duplicate_of[removed] = kept[removed]
-    decisions.similarity[removed] = best[removed]
+    decisions.duplicate_of[removed] = duplicate_of[removed]
+    decisions.similarity[removed] = similarity[removed]
 
 
 def _embedding_dedup(decisions: Decisions, rank: np.ndarray, config: CurationConfig,
@@ -260,6 +271,7 @@ def curate(inputs: str | Path | list[str | Path], out_dir: str | Path,
     """Curate `inputs` (Parquet files/globs, a dataset folder, or Hub ids) into the dataset folder
     `out_dir` (may be the input folder: configs are replaced atomically). Returns the funnel."""
     config = config or CurationConfig()
+    check_benchmarks(config.benchmarks)  # before any work, Hub inputs included
     specs = [str(p) for p in (inputs if isinstance(inputs, list) else [inputs])]
     out = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="genteach-curate-") as work:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,40 @@ ROW_INDEX = "__curation_row"
 # Rows per output row group: the sink buffers one, so this bounds its memory (polars' default,
 # ~250k rows, held ~700 MB of 300-word rows).
 OUTPUT_ROW_GROUP = 10_000
+FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".txt", ".arrow")
+# A Hub dataset id: `org/name`, optionally `:config`; anything else is a local path.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
+MESSAGES_TYPE = "a list of {role, content} structs of strings (TRL's `messages`)"
+
+
+def is_hub_id(spec: str) -> bool:
+    """Whether `spec` names a Hub dataset (`org/name[:config]`) rather than a local path: it is
+    not an existing path and does not look like one (a file suffix, `./`, `/`, `~`, two slashes)."""
+    return (not Path(spec).exists() and HUB_ID.match(spec) is not None
+            and not spec.lower().endswith(FILE_SUFFIXES))
+
+
+def check_text_column(source: ConfigInput, column: str, schema: pl.Schema) -> None:
+    """Raise a UserError naming the file when the curated column has the wrong type.
+
+    Raises:
+        UserError: `messages` is not a list of {role, content} string structs, or a plain text
+            column is not a string column.
+    """
+    dtype = schema[column]
+    if column == "messages" and not _is_messages(dtype):
+        raise UserError(f"input {source.files[0]}: column `messages` is {dtype}; it must be "
+                        f"{MESSAGES_TYPE}, or pass --text-column NAME for a plain-text column")
+    if column != "messages" and dtype != pl.String and not isinstance(dtype, pl.Categorical | pl.Enum):
+        raise UserError(f"input {source.files[0]}: --text-column {column!r} is {dtype}; it must "
+                        "be a string column")
+
+
+def _is_messages(dtype: pl.DataType) -> bool:
+    if not isinstance(dtype, pl.List) or not isinstance(dtype.inner, pl.Struct):
+        return False
+    fields = {f.name: f.dtype for f in dtype.inner.fields}
+    return fields.get("role") == pl.String and fields.get("content") == pl.String
 
 
 @dataclass(frozen=True)
@@ -125,10 +160,11 @@ def resolve_inputs(specs: list[str], work_dir: Path, hub_split: str = "train") -
         elif matches := sorted(glob.glob(spec, recursive=True)):
             for match in map(Path, matches):
                 files.setdefault(_config_from_path(match), []).append(match)
-        elif spec.count("/") == 1 and not spec.startswith((".", "/")):
+        elif is_hub_id(spec):
             hub.extend(_from_hub(spec, work_dir, hub_split))
         else:
-            raise UserError(f"input {spec!r}: no such Parquet file, glob, folder or Hub id (org/name)")
+            raise UserError(f"input {spec!r}: no such Parquet file, glob or folder (a Hub id is "
+                            "org/name)")
     found = [ConfigInput(name, tuple(paths)) for name, paths in sorted(files.items()) if paths]
     found += hub
     if not found:
