@@ -22,7 +22,7 @@ from steps.agentinstruct.checkpoint import Checkpoints, CheckpointWriter, Planne
 from steps.agentinstruct.config import Orca3MixConfig
 from steps.agentinstruct.content_transformation import ContentTransformation
 from steps.agentinstruct.follow_up import FollowUpQuestion
-from steps.agentinstruct.plan import parse_mix, plan_items
+from steps.agentinstruct.plan import parse_mix, plan_items, seed_token_budget
 from steps.agentinstruct.refinement import Editor, Suggester
 from steps.agentinstruct.response import ResponseGeneration
 from steps.agentinstruct.seed_instructions import SeedInstructionGeneration
@@ -37,8 +37,8 @@ from steps.progress import watch
 from steps.publish.scrub import portable
 from steps.recipe_config import parse_config
 from steps.run_record import WORK_DIR, EngineRecord, RunRecord, engine_record
-from steps.seeds import load_seeds
-from steps.taxonomy import load_taxonomy
+from steps.seeds import Seeds, fit_seeds, load_seeds
+from steps.taxonomy import Skill, Taxonomy, load_taxonomy
 
 
 def build_pipeline(config: Orca3MixConfig, plan: Path, work: Path, run_id: str,
@@ -88,6 +88,20 @@ def agentinstruct_engines(config: Orca3MixConfig) -> dict[str, EngineRecord]:
     }
 
 
+def fit_to_engines(seeds: Seeds, config: Orca3MixConfig, skills: list[Skill],
+                   taxonomy: Taxonomy) -> Seeds:
+    """Cut seeds by each engine's own tokens so that every prompt a seed reaches, with its reply,
+    fits that engine's context (a longer prompt is refused outright); cuts are reported."""
+    for spec in dict.fromkeys((config.agent_llm, config.teacher)):
+        engine = EngineSpec.parse(spec)
+        tokenize = engine.tokenizer()
+        budget = seed_token_budget(skills, taxonomy.prompts, tokenize,
+                                   engine.engine_kind.context_tokens, config.agent_max_tokens,
+                                   config.teacher_max_tokens, config.refinement_rounds)
+        seeds = fit_seeds(seeds, tokenize, budget)
+    return seeds
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> Path:
     config = parse_config(Orca3MixConfig, argv, __doc__)
@@ -95,30 +109,33 @@ def main(argv: list[str] | None = None) -> Path:
               benchmarks=config.benchmarks if config.curate else None)
     taxonomy = load_taxonomy(config.taxonomy) if config.taxonomy else load_taxonomy()
     skills = taxonomy.resolve(config.skills)
-    seeds = load_seeds(config.seed_source, config.text_column)
+    seeds = fit_to_engines(load_seeds(config.seed_source, config.text_column), config, skills,
+                           taxonomy)
+    print(f"seeds: {len(seeds)} used; {seeds.report.summary()}")
     weights = parse_mix(",".join(f"{k}={v}" for k, v in config.mix.items()), skills)
     run_id = config.run_id()
     magpie_rows = round(config.rows * config.magpie_share)
     items = plan_items(skills, seeds, config.rows - magpie_rows, weights, config.seed,
-                       rows_per_item=config.tasks_per_item * (config.refinement_rounds + 1),
+                       tasks_per_item=config.tasks_per_item,
                        refinement_rounds=config.refinement_rounds)
     repo_dir = config.repo_dir
     work = repo_dir / WORK_DIR / run_id
     checkpoints = Checkpoints(work / "batches")
     checkpoints.discard_incomplete()
-    checkpoints.discard_failed()  # items that failed before are tried again
+    checkpoints.discard_failed()  # items that failed on engine errors are tried again
     todo = [item for item in items if item["item_id"] not in checkpoints.done]
     print(f"orca3_mix: {len(skills)} skills, {len(seeds)} seeds, {len(items)} work items "
           f"({len(items) - len(todo)} already done), run {run_id}")
     started = time.time()
     begin_run(repo_dir)
-    if todo:
-        work.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(todo), work / "plan.parquet")
-        turns = max(skill.turns for skill in skills)
-        pipeline = build_pipeline(config, work / "plan.parquet", work, run_id, turns)
-        with watch("work items", len(items), lambda: len(Checkpoints(work / "batches").done)):
-            pipeline.run(use_cache=False)
+    with checkpoints.timed():  # every try's time counts, killed ones included
+        if todo:
+            work.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(todo), work / "plan.parquet")
+            turns = max(skill.turns for skill in skills)
+            pipeline = build_pipeline(config, work / "plan.parquet", work, run_id, turns)
+            with watch("work items", len(items), lambda: len(Checkpoints(work / "batches").done)):
+                pipeline.run(use_cache=False)
     summary = Checkpoints(work / "batches").assemble(repo_dir)
     if magpie_rows:  # Magpie conversations from the teacher, mixed in as config `magpie`
         magpie = make_magpie_rows(
@@ -133,13 +150,14 @@ def main(argv: list[str] | None = None) -> Path:
         summary["failures"] += magpie.failures.num_rows
     record = RunRecord(
         run_id=run_id, config=config.model_dump(mode="json"), seed=config.seed,
-        wall_time_s=time.time() - started,
+        wall_time_s=Checkpoints(work / "batches").elapsed_s,
         started_at=datetime.fromtimestamp(started, UTC).isoformat(),
         taxonomy_version=taxonomy.version,
         flows=["agentinstruct", *(["magpie"] if magpie_rows else [])],
         engines=agentinstruct_engines(config),
-        seeds={"source": config.seed_source, "files": len(seeds)}, **summary)
-    finish_run(config, record, resumed=todo != items, work_items=len(items) + magpie_rows,
+        seeds={"source": config.seed_source, "files": len(seeds), **seeds.report.as_dict()},
+        **summary)
+    finish_run(config, record, work_items=len(items) + magpie_rows,
                curation=CurationConfig(benchmarks=config.benchmarks) if config.curate else None)
     return repo_dir
 

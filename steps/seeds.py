@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import logging
 import os
 import re
-import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from steps.errors import UserError
+from steps.llms.tokenizer import Tokenize
 
 TEXT_SUFFIXES = {".txt", ".md", ".rst"}
 CODE_SUFFIXES = {
@@ -42,7 +41,6 @@ NAMES_KEPT = 20  # names per reason kept in the report (counts are always comple
 
 # text -> token ids; `len` of the result is what counts. `utf8_bytes` is an upper bound for
 # byte-level BPE tokenizers (each token covers at least one byte) when the engine's is unknown.
-Tokenize = Callable[[str], Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -280,46 +278,10 @@ def load_seeds(source: str, text_column: str | None = None) -> Seeds:
 MAX_CHARS_PER_TOKEN = 16  # no tokenizer packs more into one token; bounds the text tokenized
 
 
-def utf8_bytes(text: str) -> bytes:
-    """A `Tokenize` for engines whose tokenizer is unknown: UTF-8 bytes, an upper bound on the
-    tokens of byte-level BPE tokenizers (GPT-2/Llama-3/Qwen style), so a cut by it always fits."""
-    return text.encode("utf-8")
-
-
-class LlamaCppTokenizer:
-    """The tokenizer of a GGUF model exactly as llama.cpp applies it: a `Tokenize`.
-
-    Loads the vocabulary only (no weights, no context, so nothing of llama.cpp's compute runs in
-    this process before distilabel forks its workers), through llama.cpp's C API.
-    """
-
-    def __init__(self, model_path: str) -> None:
-        import llama_cpp
-
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # as Llama(verbose=False)
-        params = llama_cpp.llama_model_default_params()
-        params.vocab_only = True
-        model = llama_cpp.llama_model_load_from_file(model_path.encode(), params)
-        if not model:
-            raise UserError(f"engine: cannot read the vocabulary of {Path(model_path).name}")
-        weakref.finalize(self, llama_cpp.llama_model_free, model)  # also at exit, in order
-        self._api, self._vocab = llama_cpp, llama_cpp.llama_model_get_vocab(model)
-
-    def __call__(self, text: str) -> list[int]:
-        data = text.encode("utf-8")
-        size = len(data) + 8  # a byte-level vocabulary never needs more tokens than bytes
-        while True:
-            tokens = (self._api.llama_token * size)()
-            count = self._api.llama_tokenize(self._vocab, data, len(data), tokens, size,
-                                             False, False)  # no BOS; special tokens as text
-            if count >= 0:
-                return tokens[:count]
-            size = -count  # too small: llama.cpp says how many it needs
-
-
 def cut_to_tokens(text: str, tokenize: Tokenize, max_tokens: int) -> str:
     """The longest prefix of `text` with at most `max_tokens` tokens, ended at a word boundary
-    when one is near (CJK text has none, and is cut between characters)."""
+    when one is near (CJK text has none, and is cut between characters).
+    """
     window = text[: max_tokens * MAX_CHARS_PER_TOKEN]
     if len(tokenize(window)) <= max_tokens:
         if window == text:

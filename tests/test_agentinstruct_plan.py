@@ -18,8 +18,9 @@ from steps import REPO_ROOT, repo_folder
 from steps.agentinstruct.checkpoint import Checkpoints, CheckpointWriter
 from steps.agentinstruct.plan import parse_mix, plan_items, quotas, seed_token_budget
 from steps.engines import embedded_gguf
+from steps.llms.tokenizer import LlamaCppTokenizer, utf8_bytes
 from steps.rows import ROW_SCHEMA, stable_id, to_table
-from steps.seeds import LlamaCppTokenizer, Seed, Seeds, cut_to_tokens, fit_seeds, utf8_bytes
+from steps.seeds import Seed, Seeds, cut_to_tokens, fit_seeds
 from steps.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy()

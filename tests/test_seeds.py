@@ -8,7 +8,8 @@ import pytest
 
 from steps.engines import embedded_gguf
 from steps.errors import UserError
-from steps.seeds import LlamaCppTokenizer, Seeds, cut_to_tokens, fit_seeds, load_seeds, utf8_bytes
+from steps.llms.tokenizer import LlamaCppTokenizer, utf8_bytes
+from steps.seeds import Seeds, cut_to_tokens, fit_seeds, load_seeds
 
 TEXT = "Bees dance to share where flowers are. Café owners keep hives on the roof."
 

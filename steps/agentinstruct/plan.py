@@ -12,8 +12,9 @@ import string
 from typing import Any
 
 from steps.errors import UserError
+from steps.llms.tokenizer import Tokenize
 from steps.rows import stable_id
-from steps.seeds import Seed, Tokenize
+from steps.seeds import Seed
 from steps.taxonomy import PromptFrames, Skill
 
 
