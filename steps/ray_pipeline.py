@@ -48,6 +48,8 @@ class RayPipeline(_DistilabelRayPipeline):
         ray_address: `HOST:PORT` of a running cluster's head (GCS); None connects to `RAY_ADDRESS`
             if set, else starts a local cluster for this process (ray.init's own rules).
         env_vars: variables set in every actor; default: those of `FORWARDED_ENV` the driver has.
+            They belong to the process's connection to Ray: the first run connects with them,
+            later runs in the same process share them (a warning names any that differ).
         log_to_driver: show the actors' stdout/stderr on the driver's terminal.
         ray_init_kwargs: more `ray.init` arguments (e.g. `num_cpus` for a local cluster).
     """
@@ -76,6 +78,11 @@ class RayPipeline(_DistilabelRayPipeline):
         if not ray.is_initialized():
             ray.init(address=self._ray_head_node_url, runtime_env={"env_vars": self._env_vars},
                      log_to_driver=self._log_to_driver, **self._ray_init_kwargs)
+        else:  # a runtime_env belongs to the connection: a later run in this process shares it
+            current = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
+            if differing := sorted(k for k, v in self._env_vars.items() if current.get(k) != v):
+                self._logger.warning(f"Ray was connected with other values of {', '.join(differing)}; "
+                                     "the actors keep those of the first connection")
         self._ray_node_ids = self._get_ray_gpus_per_node()
 
     def run(self, *args: Any, **kwargs: Any) -> Any:

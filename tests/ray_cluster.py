@@ -9,6 +9,10 @@ steps, the environment the cluster was started with, and shared storage. The clu
 import `steps` (and test modules) from this checkout: PYTHONPATH is set when the cluster starts,
 as the package is installed on every node of a real cluster.
 
+Ray does not stay on loopback: it replaces 127.0.0.1 by the machine's own address (its
+`resolve_ip_for_localhost`, so that other nodes could join) and its servers listen on every
+interface; the machines the tests run on accept no connection from outside.
+
 Only this cluster is stopped at the end: its raylet, GCS and workers run in their own session
 (process group), which the fixture ends, rather than `ray stop`, which stops every Ray cluster of
 the user on the machine. Skipped when ray is not installed (extra `[ray]`).
@@ -18,6 +22,7 @@ the user on the machine. Skipped when ray is not installed (extra `[ray]`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -42,8 +47,16 @@ class RayCluster:
     head_pgid: int
 
     def processes(self) -> list[int]:
-        """Pids of this cluster's processes still alive (its session's process group)."""
-        return [pid for pid, pgid, state, _ in _proc_table() if pgid == self.head_pgid and state != "Z"]
+        """Pids of this cluster's live processes: its process group (GCS, raylet, agents) and
+        their descendants (the workers running actors, which raylet puts in groups of their own)."""
+        table = [row for row in _proc_table() if row[3] != "Z"]
+        members = {pid for pid, _, pgid, _ in table if pgid == self.head_pgid}
+        grown = True
+        while grown:
+            more = {pid for pid, ppid, _, _ in table if ppid in members} - members
+            members |= more
+            grown = bool(more)
+        return sorted(members)
 
     def rss_mib(self) -> float:
         """Resident memory of the cluster's processes (head, raylet, workers), in MiB."""
@@ -65,10 +78,10 @@ def _free_port() -> int:
 
 
 def start_cluster(temp_dir: Path, num_cpus: int = 2, env: dict[str, str] | None = None) -> RayCluster:
-    """Start a head node on loopback and wait until it accepts a driver.
+    """Start a head node on loopback; `ray start` returns once the head accepts drivers.
 
     Raises:
-        RuntimeError: `ray start` failed (its output is in the message).
+        RuntimeError: `ray start` failed or hung (whatever it started is stopped first).
     """
     ray = shutil.which("ray", path=str(Path(sys.executable).parent))
     if ray is None:
@@ -79,42 +92,42 @@ def start_cluster(temp_dir: Path, num_cpus: int = 2, env: dict[str, str] | None 
                                                                os.environ.get("PYTHONPATH")])),
                    "RAY_USAGE_STATS_ENABLED": "0"}
     started = time.monotonic()
-    # Its own session: `ray start` daemonizes the head's processes, which stay in this group.
-    done = subprocess.run(
+    # Its own session: the head's daemons (GCS, raylet, workers) stay in the process group that
+    # `ray start` leads, so the group id is that command's pid, whatever happens next.
+    command = subprocess.Popen(
         [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
          "--num-cpus", str(num_cpus), "--include-dashboard", "false", "--disable-usage-stats",
          "--ray-client-server-port", str(_free_port()),  # not the fixed 10001 of another cluster
          "--temp-dir", str(temp_dir), "--object-store-memory", str(200 * 1024**2)],
-        env=cluster_env, capture_output=True, text=True, timeout=180, start_new_session=True,
+        env=cluster_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"ray start failed: {(done.stdout + done.stderr)[-2000:]}")
-    address = f"127.0.0.1:{port}"
-    pgid = _pgid_of_gcs(port)
-    return RayCluster(address, temp_dir, time.monotonic() - started, pgid)
+    cluster = RayCluster(f"127.0.0.1:{port}", temp_dir, 0.0, head_pgid=command.pid)
+    try:
+        output, _ = command.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        stop_cluster(cluster)
+        raise RuntimeError("ray start did not finish in 180 s") from None
+    if command.returncode != 0:
+        stop_cluster(cluster)
+        raise RuntimeError(f"ray start failed: {output[-2000:]}")
+    cluster.start_seconds = time.monotonic() - started
+    return cluster
 
 
-def _proc_table() -> list[tuple[int, int, str, str]]:
-    """(pid, process group, state, command line) of every process, from /proc (Linux)."""
+def _proc_table() -> list[tuple[int, int, int, str]]:
+    """(pid, parent pid, process group, state) of every process, from /proc (Linux)."""
     table = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # ended meanwhile
             continue
         fields = stat.rpartition(")")[2].split()  # after "(comm)", which may hold spaces
-        table.append((int(entry.name), int(fields[2]), fields[0], cmdline))
+        table.append((int(entry.name), int(fields[1]), int(fields[2]), fields[0]))
     return table
-
-
-def _pgid_of_gcs(port: int) -> int:
-    for _, pgid, _, cmdline in _proc_table():
-        if "gcs_server" in cmdline and f"--gcs_server_port={port}" in cmdline:
-            return pgid
-    raise RuntimeError(f"no gcs_server on port {port} after ray start")
 
 
 def stop_cluster(cluster: RayCluster, grace: float = 5) -> None:
@@ -122,10 +135,9 @@ def stop_cluster(cluster: RayCluster, grace: float = 5) -> None:
     `grace` seconds (the GCS takes longer than that to exit on SIGTERM; a test cluster keeps
     nothing worth a clean shutdown)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(cluster.head_pgid, sig)
-        except ProcessLookupError:
-            return
+        for pid in cluster.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
         deadline = time.monotonic() + grace
         while cluster.processes() and time.monotonic() < deadline:
             time.sleep(0.2)

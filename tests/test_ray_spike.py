@@ -1,6 +1,7 @@
 """distilabel 1.5.3's RayPipeline on a real Ray cluster (tests/ray_cluster.py): plain steps with
-replicas, then an LLM Task on the embedded llama.cpp engine with one model per replica, through
-`steps.ray_pipeline` (which works around the defects shown here). Skipped without ray.
+replicas committing to a loopback S3 server (tests/s3_server.py), then an LLM Task on the
+embedded llama.cpp engine with one model per replica, through `steps.ray_pipeline` (which works
+around the defects shown here). Skipped without ray.
 
 The step classes below are imported by the cluster's worker processes (tests/ is on their
 PYTHONPATH), as the package is on every node of a real cluster.
@@ -8,6 +9,7 @@ PYTHONPATH), as the package is on every node of a real cluster.
 (No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
 """
 
+import json
 import os
 import time
 from typing import Any
@@ -20,7 +22,9 @@ from distilabel.steps import LoadDataFromDicts, Step, StepInput, StepResources  
 from distilabel.steps.tasks import Task  # noqa: E402
 from distilabel.typing import StepOutput  # noqa: E402
 from ray_cluster import RayCluster, ray_cluster_fixture  # noqa: E402, F401
+from s3_server import S3Server, s3_server_fixture, s3_session_fixture  # noqa: E402, F401
 
+from steps import storage  # noqa: E402
 from steps.engines import build_llm  # noqa: E402
 from steps.pipeline import Pipeline  # noqa: E402
 from steps.ray_pipeline import RayPipeline, on_ray  # noqa: E402
@@ -45,6 +49,22 @@ class Double(Step):
                for row in inputs]
 
 
+class Commit(Step):
+    """Commits each row as a marker at a shared URL, as the checkpoint writer does."""
+
+    work_url: str
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["x"]
+
+    def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
+        for row in inputs:
+            storage.write_bytes_atomic(storage.join(self.work_url, f"{row['x']}.done.json"),
+                                       json.dumps({"items": [row["x"]]}).encode())
+        yield inputs
+
+
 class Answer(Task):
     """One chat turn per instruction."""
 
@@ -63,10 +83,13 @@ class Answer(Task):
         return {"answer": output}
 
 
-def _doubling(name: str) -> Pipeline:
+def _doubling(name: str, work_url: str | None = None) -> Pipeline:
     with Pipeline(name=name) as pipeline:
         load = LoadDataFromDicts(data=[{"x": x} for x in range(6)], batch_size=1)
-        load >> Double(input_batch_size=1, resources=StepResources(replicas=2))
+        double = Double(input_batch_size=1, resources=StepResources(replicas=2))
+        load >> double
+        if work_url:
+            double >> Commit(work_url=work_url, input_batch_size=1)
     return pipeline
 
 
@@ -79,19 +102,19 @@ def test_distilabel_cannot_pass_a_runtime_env_with_an_address(tmp_path: Any) -> 
         ray_pipeline.run(use_cache=False)
 
 
-def test_steps_with_replicas_run_on_the_cluster_twice(ray_cluster: RayCluster, tmp_path: Any) -> None:
-    os.environ[PROBE] = "from-driver"
-    try:
-        pipeline = on_ray(_doubling("doubling"), ray_cluster.address,
-                          env_vars={PROBE: "from-driver", "DISTILABEL_LOG_LEVEL": "WARNING"})
-        assert isinstance(pipeline, RayPipeline)
-        rows = pipeline.run(use_cache=False)["default"]["train"].to_list()
-    finally:
-        del os.environ[PROBE]
+def test_steps_with_replicas_run_on_the_cluster_twice(ray_cluster: RayCluster, s3_server: S3Server) -> None:
+    """Two replicas of a step, each an actor process that sees what the driver forwards (here
+    the S3 server's variables too) and commits to shared storage the driver then reads."""
+    work = s3_server.url("run", ".work")
+    pipeline = on_ray(_doubling("doubling", work), ray_cluster.address,
+                      env_vars={PROBE: "from-driver", "DISTILABEL_LOG_LEVEL": "WARNING", **s3_server.env})
+    assert isinstance(pipeline, RayPipeline)
+    rows = pipeline.run(use_cache=False)["default"]["train"].to_list()
     assert sorted((row["x"], row["y"]) for row in rows) == [(x, 2 * x) for x in range(6)]
     assert len({row["pid"] for row in rows}) == 2  # two replicas, each an actor process
     assert os.getpid() not in {row["pid"] for row in rows}
-    assert {row["probe"] for row in rows} == {"from-driver"}
+    assert {row["probe"] for row in rows} == {"from-driver"} and PROBE not in os.environ
+    assert storage.glob(storage.join(work, "*.done.json")) == [f"{work}/{x}.done.json" for x in range(6)]
     # Defect 2: the same pipeline name again from this driver (the queue actors were shut down).
     again = on_ray(_doubling("doubling"), ray_cluster.address).run(use_cache=False)
     assert sorted(row["y"] for row in again["default"]["train"].to_list()) == [2 * x for x in range(6)]
