@@ -163,3 +163,16 @@ def ray_cluster_fixture() -> Iterator[RayCluster]:
 
 
 __all__ = ["RayCluster", "ray_cluster_fixture", "start_cluster", "stop_cluster"]
+
+
+if __name__ == "__main__":  # `python tests/ray_cluster.py`: what starting a test cluster costs here
+    cluster = start_cluster(Path(f"/tmp/ray-{os.getpid()}"))
+    try:
+        time.sleep(3)  # let the agents finish starting
+        print(f"ray start: {cluster.start_seconds:.1f} s; idle: {cluster.rss_mib():.0f} MiB RSS in "
+              f"{len(cluster.processes())} processes")
+    finally:
+        started = time.monotonic()
+        stop_cluster(cluster)
+        shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+        print(f"stop: {time.monotonic() - started:.1f} s; left: {cluster.processes()}")
