@@ -127,7 +127,7 @@ def test_seed_instruction_structure(case: str) -> None:
 
 def test_multiple_choice_schema_makes_options_appear() -> None:
     sig = task(SeedInstructionGeneration, max_items=2)
-    (request,) = sig.format_input(item("multiple_choice_questions", "concept_check", tasks=3))
+    (request,) = sig.requests(item("multiple_choice_questions", "concept_check", tasks=3))
     schema = request.schema.model_json_schema()
     assert schema["properties"]["questions"]["maxItems"] == 3  # what the plan asked of this item
     assert "up to 3 questions" in request.messages[0]["content"]
@@ -195,7 +195,7 @@ def test_edits_that_break_the_structure_keep_the_previous_version(case: str) -> 
 
 def test_a_passage_that_is_its_prompt_is_retried_as_an_echo() -> None:
     transform = task(ContentTransformation)
-    (request,) = transform.format_input(item("reading_comprehension", "argument_passage"))
+    (request,) = transform.requests(item("reading_comprehension", "argument_passage"))
     prompt = request.messages[0]["content"]
     with pytest.raises(OutputError, match="prompt_echo"):
         transform.format_output(prompt, request)
@@ -214,7 +214,7 @@ def test_follow_up_turns_with_placeholders_are_retried(reply: str, reason: str |
     chat = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
     unit = {"task": 0, "round": 0, "messages": chat}
     skill = TAXONOMY.skill("conversation")
-    (request,) = follow.format_input(item("conversation", skill.instruction_agents[0].id,
+    (request,) = follow.requests(item("conversation", skill.instruction_agents[0].id,
                                           units=[unit]))
     if reason:
         with pytest.raises(OutputError, match=reason):
@@ -227,7 +227,7 @@ def test_editor_reply_echoing_its_prompt_is_retried() -> None:
     editor = task(Editor, round=1)
     row = _edit_row("reading_comprehension", "main_idea", "Main idea?", PASSAGE)
     row["suggestions"] = [{"task": 0, "text": "Ask about paragraph 1."}]
-    (request,) = editor.format_input(row)
+    (request,) = editor.requests(row)
     frame = request.messages[0]["content"]
     with pytest.raises(OutputError, match="prompt_echo"):
         editor.format_output(json.dumps({"instruction": frame[:400], "text": None}), request)
