@@ -389,6 +389,48 @@ def estimate_orca3_mix(
     return stages
 
 
+def orca3_mix_estimate(
+    items: list[dict[str, Any]],
+    *,
+    agent_llm: str,
+    teacher: str,
+    tasks_per_item: int,
+    refinement_rounds: int,
+    agent_max_tokens: int,
+    teacher_max_tokens: int,
+    repo_dir: Path,
+    magpie: Any = None,
+    throughput: float | None = None,
+    price_in: float | None = None,
+    price_out: float | None = None,
+) -> Estimate:
+    """What `orca3_mix.py --estimate` prints: the stages of the planned items (and of the Magpie
+    share, `magpie`: its MagpieConfig, if any), with the output ratio, parse-retry rates and
+    throughput that an earlier run in `repo_dir` observed, else the defaults (time unknown).
+
+    Raises:
+        UserError: an engine spec that does not parse, or a missing embedded model.
+    """
+    seen = observed(repo_dir)
+    ratio = seen.output_ratio or DEFAULT_OUTPUT_RATIO
+    source = ("observed by the last run in the output folder" if seen.output_ratio
+              else "default, no earlier run in the output folder")
+    agent, answer = prompt_counter(agent_llm), prompt_counter(teacher)
+    stages = estimate_orca3_mix(
+        items, agent=agent, teacher=answer, tasks_per_item=tasks_per_item,
+        refinement_rounds=refinement_rounds, agent_max_tokens=agent_max_tokens,
+        teacher_max_tokens=teacher_max_tokens, output_ratio=ratio, retry_rate=seen.retry_rate)
+    if magpie is not None:
+        stages += estimate_magpie(magpie, counter=answer, responder=answer, output_ratio=ratio)
+    if throughput:
+        speed, speed_source = throughput, "given"
+    else:
+        speed, speed_source = seen.throughput, "measured by the last run in the output folder"
+    return summarise(stages, {"agent": agent.description, "teacher": answer.description},
+                     output_ratio=ratio, ratio_source=source, throughput=speed,
+                     throughput_source=speed_source, price_in=price_in, price_out=price_out)
+
+
 # --- Magpie and ReST-EM -----------------------------------------------------------------------
 
 def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCounter,

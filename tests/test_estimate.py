@@ -19,6 +19,7 @@ from steps.estimate import (
     estimate_orca3_mix,
     estimate_rest_em,
     observed,
+    orca3_mix_estimate,
     prompt_counter,
     render,
     summarise,
@@ -147,3 +148,20 @@ def test_rest_em_and_magpie_requests() -> None:
     assert [(s.stage, s.requests) for s in stages] == [("magpie_instruction", 6), ("magpie_response", 6)] * 2
     assert stages[0].output_tokens == 6 * 64  # stopped at the first newline, not 0.1 × 2048
     assert stages[2].input_tokens > stages[0].input_tokens  # turn 2 reads turn 1
+
+
+def test_orca3_mix_estimate_uses_what_the_last_run_observed(tmp_path: Path) -> None:
+    items = quickstart_items(rows=8)
+    options = {"agent_llm": "embedded", "teacher": "embedded", "tasks_per_item": 2,
+               "refinement_rounds": 1, "agent_max_tokens": 512, "teacher_max_tokens": 256}
+    fresh = orca3_mix_estimate(items, repo_dir=tmp_path, price_in=1.0, **options)
+    assert fresh.output_ratio == DEFAULT_OUTPUT_RATIO and fresh.seconds is None
+    assert fresh.cost == pytest.approx(fresh.input_tokens / 1e6)
+    (tmp_path / "run.json").write_text(json.dumps({
+        "wall_time_s": 10.0, "tokens": {"input": 100, "output": 512},
+        "config": {"agent_max_tokens": 512, "teacher_max_tokens": 256},
+        "agent_calls": {"suggester/s": {"requests": 10, "retries": 0, "failures": 0}}}))
+    again = orca3_mix_estimate(items, repo_dir=tmp_path, **options)
+    assert again.output_ratio == 0.1 and again.output_tokens < fresh.output_tokens
+    assert again.seconds == pytest.approx(again.output_tokens / 51.2)
+    assert "observed" in render(again) and "measured" in render(again)
