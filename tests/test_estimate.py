@@ -165,3 +165,18 @@ def test_orca3_mix_estimate_uses_what_the_last_run_observed(tmp_path: Path) -> N
     assert again.output_ratio == 0.1 and again.output_tokens < fresh.output_tokens
     assert again.seconds == pytest.approx(again.output_tokens / 51.2)
     assert "observed" in render(again) and "measured" in render(again)
+
+
+def test_served_model_named_by_a_local_tokenizer_folder_uses_it(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "hi": 1, "there": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "chat_template": "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }} {% endfor %}",
+        "bos_token": "", "eos_token": ""}))
+    counter = prompt_counter(f"openai:{tmp_path}@http://127.0.0.1:1/v1")
+    assert "local tokenizer.json" in counter.description
+    # "[", "user", "]", "hi", "there": five word-level tokens
+    assert counter.chat([{"role": "user", "content": "hi there"}]) == 5
