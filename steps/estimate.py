@@ -5,8 +5,9 @@ prompts (the agent steps' own `format_input`, the engine's own chat template) an
 tokens with the engine's tokenizer: a GGUF's vocabulary through llama.cpp (`vocab_only`), a local
 `tokenizer.json` for a served model, else the embedded SmolLM2 vocabulary as a stand-in (the
 result says which). Text that only exists once generated (a passage, a task, an answer) counts
-as its expected length, `output_ratio × max_new_tokens`: the ratio observed by an earlier run of
-the same output folder (its run.json) when there is one, else DEFAULT_OUTPUT_RATIO.
+as its expected length, `ratio × max_new_tokens`, with one ratio for agent replies and one for
+answers (DEFAULT_RATIOS), scaled to what an earlier run of the same output folder generated (its
+run.json) when there is one.
 
 Every request is assumed to succeed and every fan-out to be full (`--tasks-per-item` tasks per
 item); observed parse-retry rates, when run.json has them, add their requests.
@@ -25,11 +26,25 @@ from steps import repo_folder
 from steps.engines import EngineSpec, embedded_gguf
 from steps.errors import UserError
 
-# Expected share of max_new_tokens that a reply uses when no earlier run says better. Measured on
-# the embedded-model quickstart (docs/example-card: 20,770 tokens generated; its 181 planned
-# requests allow 73,216, a ratio of 0.28). Served instruction models may write longer replies; the
-# first real run of an output folder replaces this by its own ratio.
-DEFAULT_OUTPUT_RATIO = 0.3
+
+@dataclass(frozen=True)
+class Ratios:
+    """Expected share of max_new_tokens a reply uses: `agent` for replies to agent prompts
+    (passages, task lists, suggestions, edits, follow-ups, tags), `answer` for answers to a user
+    (teacher, Magpie responses, ReST-EM solutions)."""
+
+    agent: float
+    answer: float
+
+    def scaled(self, factor: float) -> Ratios:
+        return Ratios(min(1.0, self.agent * factor), min(1.0, self.answer * factor))
+
+
+# Measured with the embedded model: answers averaged 0.51 of the teacher's 256 tokens and agent
+# replies 0.17 of their 512 in a 3-skill orca3_mix run (rc, mcq, tool_use, --rows 12: 1,557 and
+# 1,506 tokens generated), matching the example card's response lengths (docs/example-card).
+# Served models differ; the first run of an output folder rescales both to what it generated.
+DEFAULT_RATIOS = Ratios(agent=0.2, answer=0.5)
 # Magpie stops an instruction at its first newline (magpie.md §3): one paragraph, not
 # ratio × max_new_tokens (2048 by default).
 MAGPIE_NEWLINE_INSTRUCTION_TOKENS = 64
@@ -125,7 +140,7 @@ class StageEstimate:
 class Observed:
     """What an earlier run of the same output folder measured (None: not known)."""
 
-    output_ratio: float | None = None  # generated tokens ÷ max_new_tokens of the requests
+    output_scale: float | None = None  # generated tokens ÷ what DEFAULT_RATIOS predicted
     throughput: float | None = None  # generated tokens per second of wall time
     retry_rate: dict[str, float] = field(default_factory=dict)  # per stage: retries ÷ requests
 
@@ -137,7 +152,7 @@ class Estimate:
 
     stages: tuple[StageEstimate, ...]
     tokenizers: dict[str, str]  # role -> how its tokens were counted
-    output_ratio: float
+    ratios: Ratios
     ratio_source: str
     throughput: float | None = None  # generated tokens/s
     throughput_source: str = ""
@@ -171,7 +186,7 @@ class Estimate:
     def as_dict(self) -> dict[str, Any]:
         """For run.json / the card."""
         return {"requests": self.requests, "input_tokens": self.input_tokens,
-                "output_tokens": self.output_tokens, "output_ratio": self.output_ratio,
+                "output_tokens": self.output_tokens, "output_ratios": vars(self.ratios),
                 "seconds": self.seconds, "cost": self.cost,
                 "stages": [vars(s) for s in self.stages]}
 
@@ -187,9 +202,8 @@ def token_cost(input_tokens: int, output_tokens: int, price_in: float | None,
 def observed(repo_dir: Path) -> Observed:
     """What the run.json in `repo_dir` (an earlier run of the same output folder) measured.
 
-    The output ratio needs the per-stage request counts (`agent_calls`, orca3_mix) and the max
-    tokens of the config, or an `output_ratio` the recipe wrote itself; throughput needs
-    `tokens.output` and `wall_time_s`.
+    The output scale needs the per-stage request counts (`agent_calls`, orca3_mix) and the max
+    tokens of the config; throughput needs `tokens.output` and `wall_time_s`.
     """
     path = repo_dir / repo_folder.RUN_FILE
     if not path.is_file():
@@ -198,24 +212,25 @@ def observed(repo_dir: Path) -> Observed:
     output = (record.get("tokens") or {}).get("output") or 0
     wall = record.get("wall_time_s") or 0
     calls, config = record.get("agent_calls") or {}, record.get("config") or {}
-    ratio = record.get("output_ratio")
-    if ratio is None and calls and output and "agent_max_tokens" in config:
-        budget = sum((c["requests"] + c["retries"]) * (
-            config["teacher_max_tokens"] if agent.startswith("response_generation/")
-            else config["agent_max_tokens"]) for agent, c in calls.items())
-        ratio = output / budget if budget else None
+    scale = None
+    if calls and output and "agent_max_tokens" in config:
+        predicted = sum((c["requests"] + c["retries"]) * (
+            DEFAULT_RATIOS.answer * config["teacher_max_tokens"]
+            if agent.startswith("response_generation/")
+            else DEFAULT_RATIOS.agent * config["agent_max_tokens"]) for agent, c in calls.items())
+        scale = output / predicted if predicted else None
     retries: dict[str, list[int]] = {}
     for agent, c in calls.items():
         counts = retries.setdefault(agent.split("/")[0], [0, 0])
         counts[0] += c["requests"]
         counts[1] += c["retries"]
-    return Observed(output_ratio=round(ratio, 4) if ratio else None,
+    return Observed(output_scale=round(scale, 4) if scale else None,
                     throughput=round(output / wall, 2) if output and wall else None,
                     retry_rate={s: r / n for s, (n, r) in retries.items() if n})
 
 
 def summarise(stages: Iterable[StageEstimate], tokenizers: dict[str, str], *,
-              output_ratio: float, ratio_source: str, throughput: float | None = None,
+              ratios: Ratios, ratio_source: str, throughput: float | None = None,
               throughput_source: str = "", price_in: float | None = None,
               price_out: float | None = None) -> Estimate:
     """The estimate of these stages (stages of the same name and role are added up)."""
@@ -227,7 +242,7 @@ def summarise(stages: Iterable[StageEstimate], tokenizers: dict[str, str], *,
             s = StageEstimate(s.stage, s.role, m.requests + s.requests,
                               m.input_tokens + s.input_tokens, m.output_tokens + s.output_tokens)
         merged[key] = s
-    return Estimate(tuple(merged.values()), tokenizers, output_ratio, ratio_source, throughput,
+    return Estimate(tuple(merged.values()), tokenizers, ratios, ratio_source, throughput,
                     throughput_source, price_in, price_out)
 
 
@@ -246,8 +261,9 @@ def render(estimate: Estimate) -> str:
 
     out = [line(header), "  ".join("-" * w for w in widths), *map(line, rows[:-1]),
            "  ".join("-" * w for w in widths), line(rows[-1]), ""]
-    out.append(f"tokens: {estimate.total_tokens:,} in all; output at {estimate.output_ratio:.2f} "
-               f"× max_new_tokens ({estimate.ratio_source})")
+    out.append(f"tokens: {estimate.total_tokens:,} in all; output at {estimate.ratios.agent:.2f} × "
+               f"max_new_tokens for agent replies, {estimate.ratios.answer:.2f} for answers "
+               f"({estimate.ratio_source})")
     for role, description in estimate.tokenizers.items():
         out.append(f"counted with ({role}): {description}")
     seconds = estimate.seconds
@@ -290,7 +306,7 @@ def estimate_orca3_mix(
     refinement_rounds: int,
     agent_max_tokens: int,
     teacher_max_tokens: int,
-    output_ratio: float = DEFAULT_OUTPUT_RATIO,
+    ratios: Ratios = DEFAULT_RATIOS,
     retry_rate: dict[str, float] | None = None,
 ) -> list[StageEstimate]:
     """Per-stage requests and tokens of orca3_mix for planned work items (`plan_items`), the
@@ -322,8 +338,8 @@ def estimate_orca3_mix(
     for step in (transformation, seed_instructions, suggester, editor, response,
                  *follow_ups.values()):
         step._taxonomy = taxonomy
-    agent_out = round(output_ratio * agent_max_tokens)
-    teacher_out = round(output_ratio * teacher_max_tokens)
+    agent_out = round(ratios.agent * agent_max_tokens)
+    teacher_out = round(ratios.answer * teacher_max_tokens)
     rates = retry_rate or {}
     totals: dict[str, list[int]] = {}
 
@@ -405,29 +421,29 @@ def orca3_mix_estimate(
     price_out: float | None = None,
 ) -> Estimate:
     """What `orca3_mix.py --estimate` prints: the stages of the planned items (and of the Magpie
-    share, `magpie`: its MagpieConfig, if any), with the output ratio, parse-retry rates and
+    share, `magpie`: its MagpieConfig, if any), with the output scale, parse-retry rates and
     throughput that an earlier run in `repo_dir` observed, else the defaults (time unknown).
 
     Raises:
         UserError: an engine spec that does not parse, or a missing embedded model.
     """
     seen = observed(repo_dir)
-    ratio = seen.output_ratio or DEFAULT_OUTPUT_RATIO
-    source = ("observed by the last run in the output folder" if seen.output_ratio
-              else "default, no earlier run in the output folder")
+    ratios = DEFAULT_RATIOS.scaled(seen.output_scale or 1.0)
+    source = ("scaled to what the last run in the output folder generated" if seen.output_scale
+              else "defaults, no earlier run in the output folder")
     agent, answer = prompt_counter(agent_llm), prompt_counter(teacher)
     stages = estimate_orca3_mix(
         items, agent=agent, teacher=answer, tasks_per_item=tasks_per_item,
         refinement_rounds=refinement_rounds, agent_max_tokens=agent_max_tokens,
-        teacher_max_tokens=teacher_max_tokens, output_ratio=ratio, retry_rate=seen.retry_rate)
+        teacher_max_tokens=teacher_max_tokens, ratios=ratios, retry_rate=seen.retry_rate)
     if magpie is not None:
-        stages += estimate_magpie(magpie, counter=answer, responder=answer, output_ratio=ratio)
+        stages += estimate_magpie(magpie, counter=answer, responder=answer, ratios=ratios)
     if throughput:
         speed, speed_source = throughput, "given"
     else:
         speed, speed_source = seen.throughput, "measured by the last run in the output folder"
     return summarise(stages, {"agent": agent.description, "teacher": answer.description},
-                     output_ratio=ratio, ratio_source=source, throughput=speed,
+                     ratios=ratios, ratio_source=source, throughput=speed,
                      throughput_source=speed_source, price_in=price_in, price_out=price_out)
 
 
@@ -435,7 +451,7 @@ def orca3_mix_estimate(
 
 def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCounter,
                     judge: PromptCounter | None = None,
-                    output_ratio: float = DEFAULT_OUTPUT_RATIO) -> list[StageEstimate]:
+                    ratios: Ratios = DEFAULT_RATIOS) -> list[StageEstimate]:
     """Requests and tokens of a Magpie run (`config`: a steps.magpie.config.MagpieConfig): per
     turn, one raw pre-query prompt per conversation (instruction) and one answer (response);
     the tagging judge adds one request per conversation (steps.magpie.tagging).
@@ -448,10 +464,10 @@ def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCou
 
     resolved = plan(config)
     instruction_max = config.instruction.max_new_tokens
-    instruction_out = round(output_ratio * instruction_max)
+    instruction_out = round(ratios.agent * instruction_max)
     if config.newline_stop:
         instruction_out = min(instruction_out, MAGPIE_NEWLINE_INSTRUCTION_TOKENS)
-    response_out = round(output_ratio * config.response.max_new_tokens)
+    response_out = round(ratios.answer * config.response.max_new_tokens)
     stages: list[StageEstimate] = []
     for turn in range(1, config.turns + 1):
         ins_in = res_in = 0
@@ -478,19 +494,19 @@ def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCou
             + instruction_out
         stages.append(StageEstimate("magpie_tagging", "judge", config.num_rows,
                                     config.num_rows * judge_in,
-                                    config.num_rows * round(output_ratio * JUDGE_MAX_TOKENS)))
+                                    config.num_rows * round(ratios.agent * JUDGE_MAX_TOKENS)))
     return stages
 
 
 def estimate_rest_em(problems: list[Any], *, counter: PromptCounter, k: int, max_new_tokens: int,
-                     iterations: int = 1, output_ratio: float = DEFAULT_OUTPUT_RATIO
+                     iterations: int = 1, ratios: Ratios = DEFAULT_RATIOS
                      ) -> list[StageEstimate]:
     """Requests and tokens of ReST-EM's E-steps (steps.rest_em.estep): per problem and
     iteration, k sampled solutions and one greedy one, each reading the few-shot prompt."""
     from steps.rest_em.prompts import solution_prompt
 
     prompt_tokens = sum(counter.chat(solution_prompt(p)) for p in problems)
-    out = round(output_ratio * max_new_tokens)
+    out = round(ratios.answer * max_new_tokens)
     n = len(problems) * iterations
     return [StageEstimate("e_step_samples", "policy", n * k, prompt_tokens * k * iterations,
                           n * k * out),

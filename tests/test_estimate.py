@@ -12,7 +12,8 @@ from steps import REPO_ROOT
 from steps.agentinstruct.plan import parse_mix, plan_items
 from steps.errors import UserError
 from steps.estimate import (
-    DEFAULT_OUTPUT_RATIO,
+    DEFAULT_RATIOS,
+    Ratios,
     StageEstimate,
     TokenBudget,
     estimate_magpie,
@@ -38,11 +39,11 @@ def quickstart_items(rows: int = 68, rounds: int = 1, tasks: int = 2) -> list[di
                       rows_per_item=tasks * (rounds + 1), refinement_rounds=rounds)
 
 
-def orca(items: list[dict], ratio: float = DEFAULT_OUTPUT_RATIO, **kw) -> dict[str, StageEstimate]:
+def orca(items: list[dict], ratios: Ratios = DEFAULT_RATIOS, **kw) -> dict[str, StageEstimate]:
     counter = prompt_counter("embedded")
     options = {"tasks_per_item": 2, "refinement_rounds": 1, "agent_max_tokens": 512,
                "teacher_max_tokens": 256, **kw}
-    stages = estimate_orca3_mix(items, agent=counter, teacher=counter, output_ratio=ratio, **options)
+    stages = estimate_orca3_mix(items, agent=counter, teacher=counter, ratios=ratios, **options)
     return {s.stage: s for s in stages}
 
 
@@ -67,14 +68,14 @@ def test_requests_per_stage_follow_the_plan() -> None:
 
 def test_tokens_grow_with_the_expected_output_and_retries() -> None:
     items = quickstart_items()
-    none, some = orca(items, ratio=0.0), orca(items, ratio=0.5)
+    none, some = orca(items, Ratios(0.0, 0.0)), orca(items, Ratios(0.5, 0.5))
     assert all(s.output_tokens == 0 for s in none.values())
     # prompts hold the upstream text: the teacher's input grows with the agents' output
     assert some["response_generation"].input_tokens > none["response_generation"].input_tokens
     # the transformation prompt holds only the seed, known up front
     assert some["content_transformation"].input_tokens == none["content_transformation"].input_tokens
     assert some["editor"].output_tokens == 34 * round(0.5 * 512)
-    retried = orca(items, ratio=0.5, retry_rate={"editor": 0.5})
+    retried = orca(items, Ratios(0.5, 0.5), retry_rate={"editor": 0.5})
     assert retried["editor"].requests == 51 and retried["suggester"] == some["suggester"]
 
 
@@ -94,14 +95,14 @@ def test_served_model_without_a_local_tokenizer_is_counted_approximately() -> No
 
 
 def test_observed_ratio_throughput_and_retries_from_run_json(tmp_path: Path) -> None:
-    assert observed(tmp_path).output_ratio is None
+    assert observed(tmp_path).output_scale is None
     (tmp_path / "run.json").write_text(json.dumps({
         "wall_time_s": 100.0, "tokens": {"input": 5000, "output": 1000},
         "config": {"agent_max_tokens": 100, "teacher_max_tokens": 50},
         "agent_calls": {"editor:goal/x": {"requests": 8, "retries": 2, "failures": 0},
                         "response_generation/teacher": {"requests": 10, "retries": 0, "failures": 0}}}))
     seen = observed(tmp_path)
-    assert seen.output_ratio == round(1000 / (10 * 100 + 10 * 50), 4)
+    assert seen.output_scale == round(1000 / (10 * 0.2 * 100 + 10 * 0.5 * 50), 4)
     assert seen.throughput == 10.0
     assert seen.retry_rate == {"editor:goal": 0.25, "response_generation": 0.0}
 
@@ -110,14 +111,14 @@ def test_summary_render_time_and_cost() -> None:
     stages = [StageEstimate("a", "agent", 2, 1_000_000, 100_000),
               StageEstimate("a", "agent", 1, 500_000, 50_000),
               StageEstimate("b", "teacher", 3, 0, 150_000)]
-    estimate = summarise(stages, {"agent": "test tokenizer"}, output_ratio=0.3, ratio_source="default",
+    estimate = summarise(stages, {"agent": "test tokenizer"}, ratios=DEFAULT_RATIOS, ratio_source="default",
                          throughput=1000.0, throughput_source="given", price_in=2.0, price_out=8.0)
     assert [s.stage for s in estimate.stages] == ["a", "b"] and estimate.requests == 6
     assert estimate.total_tokens == 1_800_000 and estimate.seconds == 300.0
     assert estimate.cost == pytest.approx(1.5 * 2 + 0.3 * 8)
     table = render(estimate)
     assert "1,500,000" in table and "5 min" in table and "cost: ~5.40" in table
-    assert "time: unknown" in render(summarise(stages, {}, output_ratio=0.3, ratio_source="x"))
+    assert "time: unknown" in render(summarise(stages, {}, ratios=DEFAULT_RATIOS, ratio_source="x"))
     assert token_cost(10, 10, None, None) is None
 
 
@@ -132,7 +133,7 @@ def test_budget_caps() -> None:
         TokenBudget(max_cost=1.0)
     with pytest.raises(UserError, match="--max-tokens-total"):
         TokenBudget(max_tokens_total=0)
-    big = summarise([StageEstimate("a", "agent", 1, 2000, 0)], {}, output_ratio=0.3, ratio_source="x")
+    big = summarise([StageEstimate("a", "agent", 1, 2000, 0)], {}, ratios=DEFAULT_RATIOS, ratio_source="x")
     assert "stop early" in budget.check_estimate(big)
 
 
@@ -140,11 +141,11 @@ def test_rest_em_and_magpie_requests() -> None:
     counter = prompt_counter("embedded")
     problems = arithmetic_problems(10, seed=0)
     samples, greedy = estimate_rest_em(problems, counter=counter, k=4, max_new_tokens=100,
-                                       iterations=2, output_ratio=0.5)
+                                       iterations=2, ratios=Ratios(0.1, 0.5))
     assert (samples.requests, greedy.requests) == (80, 20)
     assert samples.input_tokens == 4 * greedy.input_tokens and samples.output_tokens == 80 * 50
     stages = estimate_magpie(MagpieConfig(num_rows=6, turns=2), counter=counter, responder=counter,
-                             output_ratio=0.1)
+                             ratios=Ratios(0.1, 0.5))
     assert [(s.stage, s.requests) for s in stages] == [("magpie_instruction", 6), ("magpie_response", 6)] * 2
     assert stages[0].output_tokens == 6 * 64  # stopped at the first newline, not 0.1 × 2048
     assert stages[2].input_tokens > stages[0].input_tokens  # turn 2 reads turn 1
@@ -155,16 +156,17 @@ def test_orca3_mix_estimate_uses_what_the_last_run_observed(tmp_path: Path) -> N
     options = {"agent_llm": "embedded", "teacher": "embedded", "tasks_per_item": 2,
                "refinement_rounds": 1, "agent_max_tokens": 512, "teacher_max_tokens": 256}
     fresh = orca3_mix_estimate(items, repo_dir=tmp_path, price_in=1.0, **options)
-    assert fresh.output_ratio == DEFAULT_OUTPUT_RATIO and fresh.seconds is None
+    assert fresh.ratios == DEFAULT_RATIOS and fresh.seconds is None
     assert fresh.cost == pytest.approx(fresh.input_tokens / 1e6)
     (tmp_path / "run.json").write_text(json.dumps({
         "wall_time_s": 10.0, "tokens": {"input": 100, "output": 512},
         "config": {"agent_max_tokens": 512, "teacher_max_tokens": 256},
         "agent_calls": {"suggester/s": {"requests": 10, "retries": 0, "failures": 0}}}))
     again = orca3_mix_estimate(items, repo_dir=tmp_path, **options)
-    assert again.output_ratio == 0.1 and again.output_tokens < fresh.output_tokens
+    # 512 generated where the defaults predicted 10 × 0.2 × 512: both ratios scaled by a half
+    assert again.ratios == Ratios(0.1, 0.25) and again.output_tokens < fresh.output_tokens
     assert again.seconds == pytest.approx(again.output_tokens / 51.2)
-    assert "observed" in render(again) and "measured" in render(again)
+    assert "scaled to what the last run" in render(again) and "measured" in render(again)
 
 
 def test_served_model_named_by_a_local_tokenizer_folder_uses_it(tmp_path: Path) -> None:
