@@ -42,7 +42,7 @@ class Ratios:
 
 # Measured with the embedded model: answers averaged 0.51 of the teacher's 256 tokens and agent
 # replies 0.17 of their 512 in a 3-skill orca3_mix run (rc, mcq, tool_use, --rows 12: 1,557 and
-# 1,506 tokens generated), matching the example card's response lengths (docs/example-card).
+# 1,506 tokens generated), consistent with the example card's response lengths (docs/example-card).
 # Served models differ; the first run of an output folder rescales both to what it generated.
 DEFAULT_RATIOS = Ratios(agent=0.2, answer=0.5)
 # Magpie stops an instruction at its first newline (magpie.md §3): one paragraph, not
