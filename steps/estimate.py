@@ -1,7 +1,7 @@
 """What a run will cost before it runs: requests, tokens, time and money per stage.
 
 The estimate walks the planned work through every stage the recipe will run, renders the actual
-prompts (the agent steps' own `format_input`, the engine's own chat template) and counts their
+prompts (the agent steps' own `requests`, the engine's own chat template) and counts their
 tokens with the engine's tokenizer: a GGUF's vocabulary through llama.cpp (`vocab_only`), a local
 `tokenizer.json` for a served model, else the embedded SmolLM2 vocabulary as a stand-in (the
 result says which). Text that only exists once generated (a passage, a task, an answer) counts
@@ -313,7 +313,7 @@ def estimate_orca3_mix(
     chain of AgentInstruct §2 (transformation → seed instructions → suggester/editor × rounds →
     teacher → follow-up and teacher per extra turn of multi-turn skills).
 
-    Prompts are rendered by the steps' own `format_input` with the text generated upstream left
+    Prompts are rendered by the steps' own `requests` with the text generated upstream left
     empty, then that text's expected tokens are added.
     """
     from distilabel.pipeline import Pipeline
@@ -351,26 +351,27 @@ def estimate_orca3_mix(
         skill = taxonomy.skill(item["skill"])
         row: dict[str, Any] = dict(item)
         passage_extra = 0
-        for request in transformation.format_input(row):
+        for request in transformation.requests(row):
             add(transformation.stage, agent.chat(request.messages), agent_out)
             passage_extra = agent_out
         transformation.apply(row, {})
         row["passage"] = row.get("passage") or ""  # identity agents copy the seed: exact text
-        for request in seed_instructions.format_input(row):
+        for request in seed_instructions.requests(row):
             add(seed_instructions.stage, agent.chat(request.messages) + passage_extra, agent_out)
-        units = [_Unit(task, 0, row["passage"], passage_extra, agent_out // tasks_per_item)
-                 for task in range(tasks_per_item)]
-        for goal in item["refinement_goals"][:refinement_rounds]:
+        # the plan's exact work: `tasks` tasks, the first `refined[r]` refined in round r + 1
+        units = [_Unit(task, 0, row["passage"], passage_extra, agent_out // item["tasks"])
+                 for task in range(item["tasks"])]
+        for r, goal in enumerate(item["refinement_goals"][:refinement_rounds]):
             refined = []
-            for unit in [u for u in units if u.round == units[-1].round]:
+            for unit in [u for u in units if u.round == r][:item["refined"][r]]:
                 chat_row = {**row, "refinement_goals": [goal],
                             "units": [{"task": unit.task, "round": 0, "passage": unit.passage,
                                        "instruction": ""}],
                             "suggestions": [{"task": unit.task, "text": ""}]}
                 known = unit.passage_extra + unit.instruction_extra
-                (s,) = suggester.format_input(chat_row)
+                (s,) = suggester.requests(chat_row)
                 add(suggester.stage, agent.chat(s.messages) + known, agent_out)
-                (e,) = editor.format_input(chat_row)
+                (e,) = editor.requests(chat_row)
                 add(editor.stage, agent.chat(e.messages) + known + agent_out, agent_out)
                 refined.append(_Unit(unit.task, unit.round + 1, unit.passage, unit.passage_extra,
                                      agent_out))
@@ -379,7 +380,7 @@ def estimate_orca3_mix(
         for unit in units:
             unit_row = {**row, "units": [{"task": unit.task, "round": unit.round,
                                           "passage": unit.passage, "instruction": ""}]}
-            (first,) = response.format_input(unit_row)
+            (first,) = response.requests(unit_row)
             chat = first.messages
             extra = unit.instruction_extra + (unit.passage_extra if context != "none" else 0)
             add(response.stage, teacher.chat(chat) + extra, teacher_out)
@@ -388,7 +389,7 @@ def estimate_orca3_mix(
             history = [*chat, {"role": "assistant", "content": ""}]
             history_extra = extra + teacher_out
             for turn in range(2, skill.turns + 1):
-                (ask,) = follow_ups[turn].format_input({**row, "units": [
+                (ask,) = follow_ups[turn].requests({**row, "units": [
                     {"task": unit.task, "round": unit.round, "messages": history}]})
                 add(follow_ups[turn].stage, agent.chat(ask.messages) + history_extra, agent_out)
                 history = [*history, {"role": "user", "content": ""}]

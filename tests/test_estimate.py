@@ -36,7 +36,7 @@ def quickstart_items(rows: int = 68, rounds: int = 1, tasks: int = 2) -> list[di
     skills = load_taxonomy().resolve(None)
     seeds = load_seeds(str(REPO_ROOT / "seeds" / "sample"), None)
     return plan_items(skills, seeds, rows, parse_mix(None, skills), 42,
-                      rows_per_item=tasks * (rounds + 1), refinement_rounds=rounds)
+                      tasks_per_item=tasks, refinement_rounds=rounds)
 
 
 def orca(items: list[dict], ratios: Ratios = DEFAULT_RATIOS, **kw) -> dict[str, StageEstimate]:
