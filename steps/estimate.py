@@ -323,11 +323,11 @@ def estimate_orca3_mix(
     from steps.agentinstruct.refinement import Editor, Suggester
     from steps.agentinstruct.response import ResponseGeneration
     from steps.agentinstruct.seed_instructions import SeedInstructionGeneration
-    from steps.engines import LlamaCppEngine
+    from steps.engines import build_llm
     from steps.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    llm = LlamaCppEngine(model_path="unused")  # the steps want one; nothing is loaded or called
+    llm = build_llm("embedded")  # the steps want one; nothing is loaded or called
     with Pipeline(name="estimate"):  # (steps outside a pipeline log a warning)
         transformation = ContentTransformation(llm=llm)
         seed_instructions = SeedInstructionGeneration(llm=llm, max_items=tasks_per_item)
@@ -472,7 +472,7 @@ def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCou
     stages: list[StageEstimate] = []
     for turn in range(1, config.turns + 1):
         ins_in = res_in = 0
-        for index in range(config.num_rows):
+        for index in range(config.rows):
             domain = resolved.domains[index % len(resolved.domains)]
             system = resolved.steering.system_prompt(domain, turn)
             history = [*([{"role": "system", "content": system}] if system else []),
@@ -484,18 +484,18 @@ def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCou
             answered = [m for m in history if m["role"] != "system"]
             res_in += responder.chat([*answered, {"role": "user", "content": ""}]) + earlier \
                 + instruction_out
-        stages.append(StageEstimate("magpie_instruction", "magpie", config.num_rows, ins_in,
-                                    config.num_rows * instruction_out))
+        stages.append(StageEstimate("magpie_instruction", "magpie", config.rows, ins_in,
+                                    config.rows * instruction_out))
         if not config.instructions_only:
-            stages.append(StageEstimate("magpie_response", "magpie_response", config.num_rows,
-                                        res_in, config.num_rows * response_out))
+            stages.append(StageEstimate("magpie_response", "magpie_response", config.rows,
+                                        res_in, config.rows * response_out))
     if resolved.judge:
         judge_prompt = load_tag_scales().judge_prompt("")
         judge_in = (judge or counter).chat([{"role": "user", "content": judge_prompt}]) \
             + instruction_out
-        stages.append(StageEstimate("magpie_tagging", "judge", config.num_rows,
-                                    config.num_rows * judge_in,
-                                    config.num_rows * round(ratios.agent * JUDGE_MAX_TOKENS)))
+        stages.append(StageEstimate("magpie_tagging", "judge", config.rows,
+                                    config.rows * judge_in,
+                                    config.rows * round(ratios.agent * JUDGE_MAX_TOKENS)))
     return stages
 
 

@@ -135,7 +135,7 @@ def test_multiple_choice_schema_makes_options_appear() -> None:
     assert "options" in question["required"] and question["properties"]["options"]["minItems"] == 2
     assert question["properties"]["answer"]["pattern"] == "^[A-E](, [A-E]){0,4}$"  # by letter
     with pytest.raises(OutputError, match="schema_mismatch"):
-        sig.format_output(json.dumps({"questions": [{"question": "Q?", "answer": "A"}]}), request)
+        sig.parse(json.dumps({"questions": [{"question": "Q?", "answer": "A"}]}), request)
     assert task_list("questions", 2).model_json_schema()["$defs"]["Question"].get("required") == [
         "question", "answer"]  # other question types may have none
 
@@ -198,10 +198,10 @@ def test_a_passage_that_is_its_prompt_is_retried_as_an_echo() -> None:
     (request,) = transform.requests(item("reading_comprehension", "argument_passage"))
     prompt = request.messages[0]["content"]
     with pytest.raises(OutputError, match="prompt_echo"):
-        transform.format_output(prompt, request)
+        transform.parse(prompt, request)
     with pytest.raises(OutputError, match="prompt_echo"):  # its frame without the seed
-        transform.format_output(prompt.replace(PASSAGE, ""), request)
-    assert transform.format_output(f"An argument: {PASSAGE} So bees navigate.", request)
+        transform.parse(prompt.replace(PASSAGE, ""), request)
+    assert transform.parse(f"An argument: {PASSAGE} So bees navigate.", request)
 
 
 @pytest.mark.parametrize(("reply", "reason"), [
@@ -218,9 +218,9 @@ def test_follow_up_turns_with_placeholders_are_retried(reply: str, reason: str |
                                           units=[unit]))
     if reason:
         with pytest.raises(OutputError, match=reason):
-            follow.format_output(reply, request)
+            follow.parse(reply, request)
     else:
-        assert follow.format_output(reply, request) == reply
+        assert follow.parse(reply, request) == reply
 
 
 def test_editor_reply_echoing_its_prompt_is_retried() -> None:
@@ -230,6 +230,6 @@ def test_editor_reply_echoing_its_prompt_is_retried() -> None:
     (request,) = editor.requests(row)
     frame = request.messages[0]["content"]
     with pytest.raises(OutputError, match="prompt_echo"):
-        editor.format_output(json.dumps({"instruction": frame[:400], "text": None}), request)
+        editor.parse(json.dumps({"instruction": frame[:400], "text": None}), request)
     with pytest.raises(OutputError, match="placeholder"):
-        editor.format_output(json.dumps({"instruction": "Given {suggestions}, what?"}), request)
+        editor.parse(json.dumps({"instruction": "Given {suggestions}, what?"}), request)

@@ -144,7 +144,7 @@ def test_rest_em_and_magpie_requests() -> None:
                                        iterations=2, ratios=Ratios(0.1, 0.5))
     assert (samples.requests, greedy.requests) == (80, 20)
     assert samples.input_tokens == 4 * greedy.input_tokens and samples.output_tokens == 80 * 50
-    stages = estimate_magpie(MagpieConfig(num_rows=6, turns=2), counter=counter, responder=counter,
+    stages = estimate_magpie(MagpieConfig(rows=6, turns=2), counter=counter, responder=counter,
                              ratios=Ratios(0.1, 0.5))
     assert [(s.stage, s.requests) for s in stages] == [("magpie_instruction", 6), ("magpie_response", 6)] * 2
     assert stages[0].output_tokens == 6 * 64  # stopped at the first newline, not 0.1 × 2048

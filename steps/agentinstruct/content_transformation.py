@@ -40,10 +40,11 @@ class ContentTransformation(AgentTask):
         schema = ApiList if agent.output == "apis" else None
         return [Request(SEED_KEY, agent.id, [{"role": "user", "content": prompt}], schema)]
 
-    def format_output(self, output: str | None, input: Request | None = None) -> Any:  # type: ignore[override]
-        reply = super().format_output(output, input)
+    def parse(self, text: str, request: Request) -> Any:
+        """The base parse, then the echo and placeholder checks (`structure.check_reply`)."""
+        reply = super().parse(text, request)
         if isinstance(reply, str):  # (an API list is checked by its schema)
-            structure.check_reply(reply, input, self._taxonomy)
+            structure.check_reply(reply, request, self._taxonomy)
         return reply
 
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:

@@ -41,9 +41,10 @@ class FollowUpQuestion(AgentTask):
             for unit in input["units"] if self._wants_turn(input, unit)
         ]
 
-    def format_output(self, output: str | None, input: Request | None = None) -> Any:  # type: ignore[override]
-        reply = super().format_output(output, input)
-        structure.check_reply(reply, input, self._taxonomy)
+    def parse(self, text: str, request: Request) -> Any:
+        """The base parse, then the echo and placeholder checks (`structure.check_reply`)."""
+        reply = super().parse(text, request)
+        structure.check_reply(reply, request, self._taxonomy)
         return reply
 
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:

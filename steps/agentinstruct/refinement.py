@@ -78,10 +78,11 @@ class Editor(_RefinementTask):
             for s in input.get("suggestions") or []
         ]
 
-    def format_output(self, output: str | None, input: Request | None = None) -> Any:  # type: ignore[override]
-        edit = super().format_output(output, input)
-        for text in (edit.instruction, edit.text or ""):
-            structure.check_reply(text, input, self._taxonomy)
+    def parse(self, text: str, request: Request) -> Any:
+        """The base parse, then the echo and placeholder checks (`structure.check_reply`)."""
+        edit = super().parse(text, request)
+        for part in (edit.instruction, edit.text or ""):
+            structure.check_reply(part, request, self._taxonomy)
         return edit
 
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
