@@ -31,7 +31,7 @@ from steps.rest_em.scoring import Scored, SolutionScorer
 from steps.rest_em.selection import keep_correct
 
 # The paper's sampling (section 5): temperature 0.7, top-K 40, and no repetition penalty, which
-# llama.cpp applies by default (1.1) and which hurts arithmetic, where digits repeat (issue 13).
+# llama.cpp applies by default (1.1) and which hurts arithmetic, where digits repeat.
 PAPER_SAMPLING = {"temperature": 0.7, "top_k": 40, "repeat_penalty": 1.0}
 # pass@1 as the paper reports it: plain greedy decoding, nothing that reshapes the distribution.
 GREEDY = {"temperature": 0.0, "repeat_penalty": 1.0}

@@ -4,7 +4,7 @@ transformers loads a GGUF by dequantising it (and un-permuting llama's Q/K rows)
 reverse for llama-architecture files: the base file's metadata and tokenizer, every tensor from
 the fine-tuned model, all in F32. Re-quantising to the base's Q4 would round most of a
 fine-tune's small weight changes back to the base's own grid values, undoing it, and even F16
-rounding erased 55% of the changed weights of a small fine-tune (issue 13).
+rounding erased 55% of the changed weights of a small fine-tune (measured on SmolLM2-135M).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ ALL_F32 = 0  # llama.cpp's LLAMA_FTYPE_ALL_F32
 
 
 def permute_for_llama_cpp(weights: np.ndarray, n_head: int, n_head_kv: int) -> np.ndarray:
-    """llama.cpp's Q/K row order (convert_hf_to_gguf.py `permute`), the inverse of transformers'."""
+    """llama.cpp's Q/K row order (llama.cpp's HF converter `permute`), the inverse of transformers'."""
     if n_head != n_head_kv:
         n_head = n_head_kv
     return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])

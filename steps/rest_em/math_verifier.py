@@ -4,7 +4,7 @@ The order of the checks (each one decides when it can):
 1. Both answers are one plain number (`answers.read_number`: thousands separators in groups of
    three, currency, percent, fractions, unit words): compared exactly, as fractions.
 2. Equal after `normalise_answer`: pass (answers math-verify cannot read, such as "12:00").
-3. math-verify 0.9 (gold first: it is not symmetric; rest_em.md section 7) on the LaTeX reading
+3. math-verify 0.9 (gold first: it is not symmetric, as math-verify's README says) on the LaTeX reading
    of each answer. When both sides evaluate to rational numbers they are compared exactly, not
    with math-verify's float tolerance (1/2^99 is not 1/2^98). An answer it reads only in part
    (the number in front of more digits) or as no finite value ("12:00" is 12/0) is a fail.

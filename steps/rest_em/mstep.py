@@ -7,7 +7,7 @@
   OpenMP (both use libgomp), and distilabel forks the next E-step's workers from this process.
   It also hands the training memory back when the step ends.
 - The result goes where the next E-step can sample from it: an F32 GGUF for llama.cpp engines
-  (F16 rounding erased most of a small fine-tune's changes: issue 13), a transformers folder for
+  (F16 rounding erased most of a small fine-tune's changes), a transformers folder for
   vLLM. The base is exported the same way once (`export_base`), so that every iteration, the
   first included, samples from weights in the same format.
 

@@ -1,10 +1,11 @@
 """Supervised fine-tuning for the M-step (torch + TRL; runs in the M-step's own process).
 
 - Prompt-completion rows (prompt = the few-shot prompt + question, completion = the solution),
-  so TRL's SFTTrainer puts the loss on the solution tokens only (rest_em.md section 9).
+  so TRL's SFTTrainer puts the loss on the solution tokens only (TRL's SFTTrainer
+  documentation: prompt-completion datasets).
 - float32 throughout, on CPU as on GPU: TRL turns bf16 on by default and accelerate then wraps
-  `forward` in autocast, which also changed the early-stopping measurement (issue 13: 7 of 20
-  greedy texts changed). `sft_config` switches both half precisions off.
+  `forward` in autocast, which also changed the early-stopping measurement (7 of 20 greedy texts
+  changed on SmolLM2-135M). `sft_config` switches both half precisions off.
 - Early stopping on validation reward: plain greedy accuracy (no sampling, no repetition penalty)
   with the same verifier as the E-step, before training and after every epoch; the best epoch
   is kept.

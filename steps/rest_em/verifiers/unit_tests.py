@@ -2,7 +2,7 @@
 
 Tests are Python source with asserts that run after the program, or a list of
 {"input", "output"} stdin/stdout pairs; pass only if every test passes (APPS, Hendrycks et al.
-2021; rest_em.md section 8). The program never runs in this process (`steps.rest_em.sandbox`).
+2021). The program never runs in this process (`steps.rest_em.sandbox`).
 """
 
 from __future__ import annotations
