@@ -24,14 +24,15 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from steps.engines import EngineSpec, build_llm, input_seed
+from steps.engines import EngineSpec, build_llm
+from steps.llm_step import OutputError, request_seed
+from steps.llms.base import Prompt, generation_seed
 from steps.magpie.chat_template import resolve_template
 from steps.magpie.config import MagpieConfig
 from steps.magpie.language import build_detector, detect_language
 from steps.magpie.pipeline import run_magpie
 from steps.magpie.sampling import Sampling, generation_kwargs, instruction_stops
 from steps.magpie.tagging import JUDGE_MAX_TOKENS, TAG_COLUMNS, MagpieTagger
-from steps.magpie.task import row_seed
 
 
 def raw_instructions(n: int, sampling: Sampling, seed: int, threads: int
@@ -51,8 +52,9 @@ def raw_instructions(n: int, sampling: Sampling, seed: int, threads: int
     try:
         for i in tqdm(range(n), desc="raw llama-cpp-python", unit="instr"):
             llama.reset()
-            done = llama.create_completion(
-                prompt, **kwargs, seed=input_seed(row_seed(seed, i, "instruction_1"), prompt, 0))
+            request = Prompt(prompt, seed=request_seed(seed, i, "instruction_1", "user", 0))
+            done = llama.create_completion(prompt, **kwargs,
+                                           seed=generation_seed(request, 0, seed))
             texts.append(done["choices"][0]["text"].strip())
     finally:
         llama.close()
@@ -79,11 +81,15 @@ def tag(instructions: list[str], threads: int) -> list[dict]:
     try:
         for i, text in enumerate(tqdm(instructions, desc="tagging (embedded judge)")):
             row = {"conversation_id": i, "messages": [{"role": "user", "content": text}]}
-            messages, structured = judge.format_input(row)
+            (request,) = judge.requests(row)
             done = llama.create_chat_completion(
-                messages, temperature=0.0, max_tokens=JUDGE_MAX_TOKENS,
-                response_format={"type": "json_object", "schema": structured["schema"]})
-            tagged.append(judge.format_output(done["choices"][0]["message"]["content"], row))
+                request.messages, temperature=0.0, max_tokens=JUDGE_MAX_TOKENS,
+                response_format={"type": "json_object", "schema": request.schema})
+            try:
+                tags = judge.parse(done["choices"][0]["message"]["content"], request)
+            except OutputError:
+                tags = None
+            tagged.append({**(tags or dict.fromkeys(TAG_COLUMNS)), "parsed": tags is not None})
     finally:
         llama.close()
     detector = build_detector()
@@ -130,7 +136,7 @@ def main() -> None:
         counts = Counter(row[column] for row in tagged)
         shown = ", ".join(f"{k}: {v}" for k, v in counts.most_common())
         print(f"{column:14}: {shown}")
-    unparsed = sum(row["tagging_error"] is not None for row in tagged)
+    unparsed = sum(not row["parsed"] for row in tagged)
     print(f"judge answers not parsed: {unparsed}/{len(tagged)}")
 
 

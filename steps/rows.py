@@ -46,6 +46,7 @@ FAILURE_SCHEMA = pa.schema(
         ("agent", pa.string()),
         ("reason", pa.string()),  # short machine-readable reason, counted on the card
         ("raw_output", pa.string()),
+        ("message", pa.string()),  # the engine's or step's words (scrubbed), e.g. an HTTP error
         ("item_id", pa.string()),
     ]
 )

@@ -34,21 +34,21 @@ def item(skill: str, transformation: str, instruction: str, **extra: object) -> 
 def test_transformation_prompt_identity_and_api_schema() -> None:
     rc = TAXONOMY.skill("reading_comprehension")
     argument = rc.transformation_agent("argument_passage")
-    (request,) = task(ContentTransformation).format_input(
+    (request,) = task(ContentTransformation).requests(
         item("reading_comprehension", "argument_passage", "strengthen"))
     assert argument.instructions in request.messages[0]["content"]
     assert SEED in request.messages[0]["content"] and request.schema is None
-    assert task(ContentTransformation).format_input(
+    assert task(ContentTransformation).requests(
         item("reading_comprehension", "identity", "strengthen")) == []
     tool = TAXONOMY.skill("tool_use")
     apis = next(a for a in tool.transformation_agents if a.output == "apis")
-    (request,) = task(ContentTransformation).format_input(
+    (request,) = task(ContentTransformation).requests(
         item("tool_use", apis.id, tool.instruction_agents[0].id))
     assert request.schema is ApiList
 
 
 def test_seed_instruction_schema_is_bounded_by_max_items() -> None:
-    (request,) = task(SeedInstructionGeneration, max_items=3).format_input(
+    (request,) = task(SeedInstructionGeneration, max_items=3).requests(
         item("reading_comprehension", "argument_passage", "strengthen"))
     schema = request.schema.model_json_schema()
     assert schema["properties"]["questions"]["maxItems"] == 3
@@ -60,9 +60,9 @@ def test_seed_instruction_schema_is_bounded_by_max_items() -> None:
 def test_questions_become_tasks_with_options_and_answers() -> None:
     row = item("reading_comprehension", "argument_passage", "strengthen")
     sig = task(SeedInstructionGeneration, max_items=2)
-    reply = sig.format_output(json.dumps({"questions": [
+    reply = sig.parse(json.dumps({"questions": [
         {"question": "Which fact helps?", "options": ["Dances", "Colours"], "answer": "A"}]}),
-        sig.format_input(row)[0])
+        sig.requests(row)[0])
     sig.apply(row, {"tasks": reply})
     (unit,) = row["units"]
     assert unit["instruction"] == "Which fact helps?\nA) Dances\nB) Colours"
@@ -74,11 +74,11 @@ def test_suggester_then_editor_add_a_refined_version() -> None:
             "reference_answer": None, "response": None}
     row = item("reading_comprehension", "argument_passage", "strengthen", units=[unit])
     goal = TAXONOMY.skill("reading_comprehension").refinement_goals[0]
-    (ask,) = task(Suggester, round=1).format_input(row)
+    (ask,) = task(Suggester, round=1).requests(row)
     assert goal.instructions in ask.messages[0]["content"] and ask.key == 0
     row["suggestions"] = [{"task": 0, "text": "Add a distractor."}]
     editor = task(Editor, round=1)
-    (edit,) = editor.format_input(row)
+    (edit,) = editor.requests(row)
     assert edit.schema is Edit and "Add a distractor." in edit.messages[0]["content"]
     editor.apply(row, {0: Edit(instruction="Harder Q?", text=None)})
     assert [(u["round"], u["instruction"], u["passage"]) for u in row["units"]] == [
@@ -91,7 +91,7 @@ def test_teacher_sees_what_the_student_will(skill: str, first_role: str, has_pas
     s = TAXONOMY.skill(skill)
     unit = {"task": 0, "round": 0, "instruction": "TASK", "passage": "PASSAGE"}
     row = item(skill, s.transformation_agents[0].id, s.instruction_agents[0].id, units=[unit])
-    (request,) = task(ResponseGeneration).format_input(row)
+    (request,) = task(ResponseGeneration).requests(row)
     assert request.messages[0]["role"] == first_role
     assert ("PASSAGE" in json.dumps(request.messages)) == has_passage
     assert request.messages[-1] == {"role": "user", "content": request.messages[-1]["content"]}
@@ -104,21 +104,21 @@ def test_follow_up_only_for_multi_turn_skills() -> None:
     assert multi.turns >= 2
     row = item("conversation", multi.transformation_agents[0].id, multi.instruction_agents[0].id,
                units=[unit])
-    (request,) = task(FollowUpQuestion, turn=2).format_input(row)
+    (request,) = task(FollowUpQuestion, turn=2).requests(row)
     assert "ASSISTANT: A" in request.messages[0]["content"]
-    assert task(FollowUpQuestion, turn=multi.turns + 1).format_input(row) == []
+    assert task(FollowUpQuestion, turn=multi.turns + 1).requests(row) == []
     single = item("fermi", "quantity_inventory", TAXONOMY.skill("fermi").instruction_agents[0].id,
                   units=[unit])
-    assert task(FollowUpQuestion, turn=2).format_input(single) == []
+    assert task(FollowUpQuestion, turn=2).requests(single) == []
 
 
 @pytest.mark.parametrize(("output", "reason"), [
-    (None, "engine_error"), ("   ", "empty_output"), ('{"question": "Q", "answ', "invalid_json"),
+    ("   ", "empty_output"), ('{"question": "Q", "answ', "invalid_json"),
     ('{"question": "Q"}', "schema_mismatch")])
-def test_unusable_replies_are_labelled(output: str | None, reason: str) -> None:
-    schema = Question if output and output.startswith("{") else None
+def test_unusable_replies_are_labelled(output: str, reason: str) -> None:
+    schema = Question if output.startswith("{") else None
     with pytest.raises(OutputError) as error:
-        task(ResponseGeneration).format_output(output, Request(0, "a", [], schema))
+        task(ResponseGeneration).parse(output, Request(0, "a", [], schema))
     assert error.value.reason == reason
 
 

@@ -1,4 +1,5 @@
-"""Engines: spec parsing, the embedded model, and a real OpenAI-compatible server on loopback."""
+"""Engines: spec parsing, the table of kinds, the embedded model, and a real OpenAI-compatible
+server on loopback."""
 
 import json
 import socket
@@ -6,13 +7,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from steps.agentinstruct.outputs import Question
-from steps.engines import EngineSpec, LlamaCppEngine, OpenAICompatibleEngine, build_llm, embedded_gguf
+from steps.engines import KINDS, EngineSpec, build_llm, check_engine, embedded_gguf
 from steps.errors import UserError
+from steps.llms.base import Prompt
+from steps.llms.llamacpp import LlamaCppEngine
+from steps.llms.openai_compatible import OpenAICompatibleEngine
+from steps.llms.vllm import VLLMEngine
 
 CHAT = [{"role": "user", "content": "Name one planet of the solar system."}]
 SCHEMA = {"format": "json", "schema": Question.model_json_schema()}
@@ -33,6 +39,39 @@ def test_specs() -> None:
     assert EngineSpec.parse("vllm:Qwen/Qwen2.5-7B-Instruct").model_id == "Qwen/Qwen2.5-7B-Instruct"
     assert isinstance(build_llm("embedded"), LlamaCppEngine)
     assert isinstance(build_llm("openai:m@http://h:1/v1"), OpenAICompatibleEngine)
+    vllm = build_llm("vllm:m", seed=3, repeat_penalty=1.0)
+    assert isinstance(vllm, VLLMEngine)
+    assert vllm.generation_kwargs == {"extra_sampling_params": {"seed": 3},
+                                      "repetition_penalty": 1.0}
+
+
+def test_every_kind_answers_from_the_table() -> None:
+    """What callers ask of an engine, answered by its kind's entry, not by its name."""
+    gguf = str(embedded_gguf())
+    local = EngineSpec.parse(f"llamacpp:{gguf}")
+    server = EngineSpec.parse("openai:m@http://h:1/v1")
+    vllm = EngineSpec.parse("vllm:org/model")
+    assert local.gguf_path == embedded_gguf() and server.gguf_path is None
+    assert local.engine_kind.raw_prompts and not vllm.engine_kind.raw_prompts
+    assert local.engine_kind.neutral_sampling == {"top_k": 0, "repeat_penalty": 1.0}
+    assert server.engine_kind.neutral_sampling == {}  # a server's own defaults are unknown
+    assert local.finetuned_spec(embedded_gguf().parent / "ft.gguf").startswith("llamacpp:")
+    assert EngineSpec.parse("embedded").finetuned_gguf and not vllm.finetuned_gguf
+    assert vllm.finetuned_spec(embedded_gguf().parent) == f"vllm:{embedded_gguf().parent}"
+    with pytest.raises(UserError, match="fine-tunes local weights"):
+        server.finetuned_spec(embedded_gguf())
+    for kind in KINDS.values():  # every entry names a class that builds and preflights
+        engine_class = kind.engine_class()
+        assert callable(engine_class.from_spec) and callable(engine_class.preflight)
+
+
+def test_preflight_of_local_files(tmp_path: Path) -> None:
+    assert check_engine("embedded", "--engine").kind == "embedded"
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a model at all, just text" * 4)
+    with pytest.raises(UserError) as error:
+        check_engine(f"llamacpp:{fake}", "--engine")
+    assert str(error.value).startswith("--engine llamacpp:") and "not a GGUF file" in str(error.value)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +87,44 @@ def test_embedded_structured_output_validates(embedded: LlamaCppEngine) -> None:
     question = Question.model_validate(json.loads(out["generations"][0], strict=False))
     assert question.question and question.answer
     assert out["statistics"]["output_tokens"][0] > 0
+    assert out["errors"] == [None]
+
+
+def test_prompt_longer_than_the_context_is_an_error_not_an_exception() -> None:
+    llm = build_llm("embedded", max_new_tokens=4)
+    llm.n_ctx = 512
+    llm.load()
+    try:
+        long, chat, short = llm.generate(inputs=[
+            Prompt("word " * 600), [{"role": "user", "content": "word " * 600}], Prompt("Hi")],
+            max_new_tokens=4)
+    finally:
+        llm.unload()
+    for failed in (long, chat):
+        assert failed["generations"] == [None]
+        assert failed["errors"][0]["reason"] == "context_overflow"
+        assert "exceed context window of 512" in failed["errors"][0]["message"]
+    assert short["errors"] == [None] and short["generations"][0] is not None
+
+
+def test_no_repetition_penalty_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama.cpp's own defaults (top-k 40, repeat_penalty 1.1) never apply silently."""
+    llm = build_llm("embedded", temperature=0.7)
+    seen: list[dict] = []
+
+    class Model:
+        def reset(self) -> None: ...
+
+        def create_completion(self, **kwargs: object) -> dict:
+            seen.append(kwargs)
+            return {"choices": [{"text": "x"}], "usage": {"prompt_tokens": 1,
+                                                         "completion_tokens": 1}}
+
+    llm._model = Model()
+    llm.generate(inputs=["raw"], **llm.generation_kwargs)
+    llm.generate(inputs=["raw"], top_k=40, **llm.generation_kwargs)
+    assert (seen[0]["top_k"], seen[0]["repeat_penalty"]) == (0, 1.0)
+    assert (seen[1]["top_k"], seen[1]["repeat_penalty"]) == (40, 1.0)
 
 
 def test_sampling_is_seeded_per_input(embedded: LlamaCppEngine) -> None:
@@ -102,3 +179,4 @@ def test_openai_compatible_server(openai_server: str) -> None:
     assert Question.model_validate(json.loads(structured["generations"][0], strict=False)).answer
     assert raw["generations"][0] is not None
     assert chat["statistics"]["output_tokens"][0] > 0
+    assert chat["errors"] == [None] and chat["statistics"]["retries"] == [0]

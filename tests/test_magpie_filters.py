@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 
 from steps.errors import UserError
+from steps.llm_step import failure_record
 from steps.magpie.filters import apply_preset
 from steps.magpie.rows import MAGPIE_SCHEMA, Provenance, conversation_rows
 from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, to_table
@@ -94,16 +95,19 @@ def test_unknown_preset() -> None:
 
 
 def test_conversation_rows_count_failures_by_stage_and_reason() -> None:
-    base = {"domain": "math", "failure": None, "failure_stage": None, "failure_raw": None}
+    base = {"domain": "math", "failures": [], "failed": False}
     chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     records = [
         {**base, "conversation_id": 2, "messages": chat, "task_category": "Math",
-         "input_quality": "good", "difficulty": "easy", "tagging_error": None},
-        {**base, "conversation_id": 0, "messages": [], "failure": "empty_instruction",
-         "failure_stage": "instruction_1", "failure_raw": " \n"},
-        {**base, "conversation_id": 1, "messages": None},  # a step raised
-        {**base, "conversation_id": 3, "messages": chat, "tagging_error": "judge_unparsable",
-         "tagging_raw": "{oops", "reward_error": "HTTPError: 500"},
+         "input_quality": "good", "difficulty": "easy",
+         "tokens": {"input": 5, "output": 2}, "calls": {"response_1/response": [1, 0, 0]},
+         "engine_retries": {"response_1/response": 2}},
+        {**base, "conversation_id": 0, "messages": [], "failed": True, "failures": [
+            failure_record("instruction_1", "instruction", "empty_instruction", " \n")]},
+        {**base, "conversation_id": 1, "messages": None, "failed": None},  # a step raised
+        {**base, "conversation_id": 3, "messages": chat, "failures": [
+            failure_record("tagging", "judge", "judge_unparsable", "{oops"),
+            failure_record("reward", "reward_model", "reward_error", message="HTTPError: 500")]},
     ]
     made = conversation_rows(records, Provenance("run", "m", "t", {"seed": 1}))
     assert made.rows.schema == MAGPIE_SCHEMA and made.failures.schema == FAILURE_SCHEMA
@@ -111,8 +115,12 @@ def test_conversation_rows_count_failures_by_stage_and_reason() -> None:
     assert made.rows.column("subcategory").to_pylist() == ["math", "math"]
     assert made.rows.column("task_category").to_pylist() == ["Math", None]
     assert funnel_counts(made.funnel) == {"instruction_1:empty_instruction": 1,
-                                          "unknown (a step raised, see the log):step_error": 1}
+                                          "unknown:upstream_step_error": 1}
+    assert made.tokens == {"input": 5, "output": 2}
+    assert made.calls == {"response_1/response": {"requests": 1, "retries": 0, "failures": 0,
+                                                  "engine_retries": 2}}
     stages = Counter((f["stage"], f["reason"]) for f in made.failures.to_pylist())
     assert stages[("tagging", "judge_unparsable")] == stages[("reward", "reward_error")] == 1
+    assert "HTTPError: 500" in made.failures.column("message").to_pylist()
     again = conversation_rows(records, Provenance("run2", "m", "t", {"seed": 1}))
     assert again.rows.column("id") == made.rows.column("id")  # ids from provenance, not run

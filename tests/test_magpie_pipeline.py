@@ -101,12 +101,13 @@ def test_cli_filters_and_writes_the_repo_folder(tmp_path: Path,
     spec = importlib.util.spec_from_file_location("magpie_cli", SCRIPT)
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    records = [{"conversation_id": i, "domain": "default", "failure": None,
+    records = [{"conversation_id": i, "domain": "default", "failures": [], "failed": False,
                 "messages": [{"role": "user", "content": f"q{i}"},
                              {"role": "assistant", "content": "a" * i}],
                 "input_quality": ["poor", "good"][i % 2], "difficulty": "easy"}
                for i in range(6)]
-    records[0] = {**records[0], "failure": "empty_instruction", "failure_stage": "instruction_1"}
+    records[0] = {**records[0], "failed": True,
+                  "failures": [{"stage": "instruction_1", "reason": "empty_instruction"}]}
     made = conversation_rows(records, Provenance("run", "m", "t", {"seed": 0}))
     monkeypatch.setattr(cli, "run_magpie", lambda config, run_id: made)
     cli.main(["--rows", "6", "--filter", "later", "--keep-longest", "2",

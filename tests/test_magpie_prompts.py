@@ -14,10 +14,11 @@ from test_magpie_template import (
     reference_render,
 )
 
-from steps.engines import EngineSpec, LlamaCppEngine, build_llm
+from steps.engines import EngineSpec, build_llm
+from steps.llms.base import Prompt
+from steps.llms.llamacpp import LlamaCppEngine
 from steps.magpie.chat_template import resolve_template
 from steps.magpie.sampling import Sampling, generation_kwargs, instruction_stops
-from steps.magpie.task import generate_seeded
 from steps.magpie.turns import MagpieInstruction, MagpieResponse
 
 pytestmark = pytest.mark.model
@@ -27,13 +28,13 @@ SHORT = Sampling(temperature=1.0, top_p=1.0, max_new_tokens=6)
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every input LlamaCppEngine.generate receives."""
+    """Every prompt LlamaCppEngine.generate receives (its text)."""
     seen: list[Any] = []
     original = LlamaCppEngine.generate
 
     @functools.wraps(original)
     def spy(self: LlamaCppEngine, inputs: list[Any], **kwargs: Any) -> Any:
-        seen.extend(inputs)
+        seen.extend(item.messages for item in inputs)
         return original(self, inputs=inputs, **kwargs)
 
     monkeypatch.setattr(LlamaCppEngine, "generate", spy)
@@ -51,8 +52,8 @@ def llm() -> Iterator[LlamaCppEngine]:
 
 def rows() -> list[dict[str, Any]]:
     """Turn 1 and turn 2, each with and without a steering system prompt."""
-    return [{"conversation_id": i, "domain": domain, "messages": messages, "failure": None,
-             "failure_stage": None, "failure_raw": None}
+    return [{"conversation_id": i, "domain": domain, "messages": messages, "failures": [],
+             "failed": False}
             for i, (domain, messages) in enumerate(
                 [("default", []), ("steered", []), ("default", TURN_1), ("steered", TURN_1)])]
 
@@ -70,12 +71,13 @@ def test_instruction_prompts_sent_are_the_templates_rendering(
         [{"role": "system", "content": SYSTEM}, *TURN_1])]
     assert sent == expected
     for before, after in zip(rows(), out, strict=True):  # a stripped user turn, or a failure
-        if after["failure"] is None:
+        if not after["failed"]:
             assert after["messages"][:-1] == before["messages"]
             new = after["messages"][-1]
             assert new["role"] == "user" and new["content"] == new["content"].strip() != ""
         else:
-            assert after["failure"] == "empty_instruction" and after["messages"] == []
+            assert [f["reason"] for f in after["failures"]] == ["empty_instruction"]
+            assert after["messages"] == before["messages"]
 
 
 def test_response_prompt_sent_is_the_templates_rendering(
@@ -84,17 +86,20 @@ def test_response_prompt_sent_is_the_templates_rendering(
     template = resolve_template(EMBEDDED)
     step = MagpieResponse(name="response", llm=llm, template=template)
     conversation = [*TURN_1, {"role": "user", "content": "And 3+3?"}]
-    row = {"conversation_id": 0, "domain": "default", "messages": conversation, "failure": None}
-    failed = {**row, "conversation_id": 1, "failure": "empty_instruction"}
+    row = {"conversation_id": 0, "domain": "default", "messages": conversation, "failed": False}
+    failed = {**row, "conversation_id": 1, "failed": True, "failures": [{"reason": "empty"}]}
     out = next(step.process([row, failed]))
     assert sent == [reference_render(template, conversation, add_generation_prompt=True)]
-    assert out[1] == failed  # failed upstream: passed through, no engine call
+    # failed upstream: passed through, no engine call
+    assert (out[1]["messages"], out[1]["failures"]) == (conversation, failed["failures"])
 
 
 def test_each_row_has_its_own_seed(llm: LlamaCppEngine) -> None:
     """The same prompt under different seeds varies; under the same seed it repeats."""
     prompt = resolve_template(EMBEDDED).pre_query_prompt([])
-    texts = generate_seeded(llm, [prompt] * 4, [11, 12, 13, 11])
+    outputs = llm.generate([Prompt(prompt, seed=seed) for seed in (11, 12, 13, 11)],
+                           **llm.generation_kwargs)
+    texts = [output["generations"][0] for output in outputs]
     assert texts[0] == texts[3]
     assert len(set(texts[:3])) > 1
 
@@ -107,10 +112,12 @@ def test_openai_compatible_engine_gets_raw_prompts(openai_server: str) -> None: 
     llm = build_llm(spec, **generation_kwargs(spec, SHORT, instruction_stops(template)))
     llm.load()
     prompt = template.pre_query_prompt([])
-    texts = generate_seeded(llm, [prompt] * 3, [21, 22, 21])
+    outputs = llm.generate_outputs([Prompt(prompt, seed=seed) for seed in (21, 22, 21)],
+                                   **llm.generation_kwargs)
+    texts = [output["generations"][0] for output in outputs]
     assert all(text is not None for text in texts) and texts[0] == texts[2]
     step = MagpieInstruction(name="instruction", llm=llm, template=template,
                              system_prompts={"default": None, "steered": SYSTEM})
     out = next(step.process(rows()))
-    assert {row["failure"] for row in out} <= {None, "empty_instruction"}
-    assert any(row["failure"] is None for row in out)
+    assert {f["reason"] for row in out for f in row["failures"]} <= {"empty_instruction"}
+    assert any(not row["failed"] for row in out)

@@ -10,6 +10,7 @@ import pytest
 
 from steps.engines import build_llm
 from steps.errors import UserError
+from steps.llm_step import OutputError
 from steps.magpie.language import DetectLanguage, build_detector, detect_language, iso_codes
 from steps.magpie.reward import RewardEndpoint, RewardError, ScoreReward
 from steps.magpie.tagging import JUDGE_MAX_TOKENS, MagpieTagger, load_tag_scales
@@ -40,10 +41,13 @@ def test_parse(text: str | None, ok: bool) -> None:
 
 def test_unparsable_answer_is_kept_as_a_failure() -> None:
     tagger = MagpieTagger(name="tagging", llm=build_llm("embedded"))
-    out = tagger.format_output("{oops", {"messages": CHAT})
-    assert out == {"task_category": None, "input_quality": None, "difficulty": None,
-                   "tagging_error": "judge_unparsable", "tagging_raw": "{oops"}
-    assert tagger.format_output(None, {"messages": CHAT})["tagging_error"] == "engine_error"
+    (request,) = tagger.requests({"messages": CHAT})
+    with pytest.raises(OutputError, match="judge_unparsable"):
+        tagger.parse("{oops", request)
+    row = {"messages": CHAT}
+    tagger.apply(row, {})  # what the base does when the judge's reply failed
+    assert row == {"messages": CHAT, "task_category": None, "input_quality": None,
+                   "difficulty": None}
 
 
 @pytest.mark.model
@@ -52,13 +56,13 @@ def test_embedded_judge_answers_within_the_scales() -> None:
         "embedded", temperature=0.0, max_new_tokens=JUDGE_MAX_TOKENS))
     tagger.load()
     try:
-        rows = [{"conversation_id": 0, "messages": CHAT, "failure": None},
-                {"conversation_id": 1, "messages": [], "failure": "empty_instruction"}]
+        rows = [{"conversation_id": 0, "messages": CHAT, "failed": False},
+                {"conversation_id": 1, "messages": [], "failed": True}]
         tagged, failed = next(tagger.process(rows))
     finally:
         tagger.unload()
     scales = load_tag_scales()
-    assert tagged["tagging_error"] is None
+    assert tagged["failures"] == [] and not tagged["failed"]
     assert tagged["task_category"] in scales.task_categories
     assert tagged["input_quality"] in scales.input_quality
     assert tagged["difficulty"] in scales.difficulty
@@ -74,8 +78,8 @@ def test_language_detection_offline() -> None:
     step.load()
     live, failed = next(step.process([
         {"messages": [{"role": "user", "content": "Wie spät ist es heute Abend?"}],
-         "failure": None},
-        {"messages": [], "failure": "empty_instruction"}]))
+         "failed": False},
+        {"messages": [], "failed": True}]))
     assert (live["language"], failed["language"]) == ("de", None)
 
 
@@ -131,10 +135,13 @@ def test_reward_hook(reward_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_reward_failures_keep_the_row(reward_url: str) -> None:
     step = ScoreReward(name="reward", endpoint=RewardEndpoint.parse(f"openai:broken@{reward_url}"))
-    row, failed = next(step.process([{"messages": CHAT, "failure": None},
-                                     {"messages": [], "failure": "empty_response"}]))
-    assert row["reward"] is None and "500" in row["reward_error"]
-    assert failed["reward"] is None and failed["reward_error"] is None
+    row, failed = next(step.process([{"messages": CHAT, "failed": False, "failures": []},
+                                     {"messages": [], "failed": True, "failures": []}]))
+    (failure,) = row["failures"]
+    assert row["reward"] is None and not row["failed"]  # the conversation is kept
+    assert (failure["stage"], failure["reason"]) == ("reward", "reward_error")
+    assert "500" in failure["message"]
+    assert failed["reward"] is None and failed["failures"] == []
     assert len(RewardServer.seen) == 1  # the failed conversation was not scored
 
 

@@ -25,7 +25,7 @@ class ContentTransformation(AgentTask):
     def outputs(self) -> list[str]:
         return [*super().outputs, "passage", "failed"]
 
-    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+    def requests(self, input: dict[str, Any]) -> list[Request]:
         skill = self.skill(input)
         agent = skill.transformation_agent(input["transformation_agent"])
         if agent.identity:

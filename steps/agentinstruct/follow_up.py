@@ -31,7 +31,7 @@ class FollowUpQuestion(AgentTask):
         return (self.skill(row).turns >= self.turn and users == self.turn - 1
                 and bool(messages) and messages[-1]["role"] == "assistant")
 
-    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+    def requests(self, input: dict[str, Any]) -> list[Request]:
         skill = self.skill(input)
         return [
             Request((unit["task"], unit["round"]), "follow_up", [{"role": "user", "content":

@@ -35,7 +35,7 @@ class Suggester(_RefinementTask):
     def outputs(self) -> list[str]:
         return [*super().outputs, "suggestions"]
 
-    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+    def requests(self, input: dict[str, Any]) -> list[Request]:
         skill, goal = self.skill(input), self._goal(input)
         return [
             Request(unit["task"], f"suggester:{goal.id}", [{"role": "user", "content":
@@ -60,7 +60,7 @@ class Editor(_RefinementTask):
     def outputs(self) -> list[str]:
         return [*super().outputs, "units"]
 
-    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+    def requests(self, input: dict[str, Any]) -> list[Request]:
         skill, goal = self.skill(input), self._goal(input)
         latest = {unit["task"]: unit for unit in _latest(input, self.round - 1)}
         return [

@@ -41,7 +41,7 @@ class ResponseGeneration(AgentTask):
         context = skill.context_of(skill.instruction_agent(row["instruction_agent"]))
         return student_chat(context, unit, self._taxonomy.prompts.tools_system)
 
-    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+    def requests(self, input: dict[str, Any]) -> list[Request]:
         return [Request((unit["task"], unit["round"]), "teacher", chat)
                 for unit in input["units"] if (chat := self._chat(input, unit))]
 

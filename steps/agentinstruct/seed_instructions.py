@@ -43,7 +43,7 @@ class SeedInstructionGeneration(AgentTask):
     def outputs(self) -> list[str]:
         return [*super().outputs, "units", "failed"]
 
-    def format_input(self, input: dict[str, Any]) -> list[Request]:  # type: ignore[override]
+    def requests(self, input: dict[str, Any]) -> list[Request]:
         skill = self.skill(input)
         agent = skill.instruction_agent(input["instruction_agent"])
         frame = agent.prompt or self._taxonomy.prompts.instruction[agent.output]

@@ -168,11 +168,11 @@ def resolve_template(engine: EngineSpec, override: str | None = None) -> ChatTem
     tokenizer_config.json, or a .jinja file (its BOS/EOS tokens then come from the GGUF, or from
     the family its markers name). Without one, llama.cpp engines use the GGUF's own template.
     """
-    if engine.kind == "vllm":
-        raise UserError("engine vllm:…: distilabel's vLLM applies a chat template to every input, "
-                        "so Magpie cannot send raw prompts; run `vllm serve MODEL` and use "
-                        "openai:MODEL@http://HOST:PORT/v1 with --template")
-    gguf = from_gguf(Path(engine.model)) if engine.kind in ("embedded", "llamacpp") else None
+    if not engine.engine_kind.raw_prompts:
+        raise UserError(f"engine {engine.kind}:…: it applies a chat template to every input, so "
+                        "Magpie cannot send raw prompts; serve the model (e.g. `vllm serve MODEL`)"
+                        " and use openai:MODEL@http://HOST:PORT/v1 with --template")
+    gguf = from_gguf(engine.gguf_path) if engine.gguf_path else None
     if override is None:
         if gguf is None:
             raise UserError(f"engine {engine.model!r}: an OpenAI-compatible server does not say "

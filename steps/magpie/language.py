@@ -15,8 +15,8 @@ from distilabel.typing import StepColumns, StepOutput
 from pydantic import PrivateAttr
 
 from steps.errors import UserError
+from steps.llm_step import row_failed
 from steps.magpie.tagging import first_instruction
-from steps.magpie.task import is_live
 
 
 def iso_codes(languages: list[str]) -> list[str]:
@@ -54,7 +54,7 @@ class DetectLanguage(Step):
 
     @property
     def inputs(self) -> StepColumns:
-        return ["messages", "failure"]
+        return ["messages", "failed"]
 
     @property
     def outputs(self) -> StepColumns:
@@ -67,6 +67,6 @@ class DetectLanguage(Step):
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         yield [
             {**row, "language": detect_language(self._detector, first_instruction(row["messages"]))
-             if is_live(row) else None}
+             if not row_failed(row) else None}
             for row in inputs
         ]

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from steps.engines import EngineSpec
 from steps.errors import UserError
-from steps.magpie.task import is_live
+from steps.llm_step import failure_record, row_failed
+from steps.llms.base import engine_error
 
 
 class RewardError(Exception):
@@ -42,7 +43,7 @@ class RewardEndpoint(BaseModel):
     @classmethod
     def parse(cls, spec: str) -> Self:
         engine = EngineSpec.parse(spec)
-        if engine.kind != "openai" or engine.base_url is None:
+        if engine.base_url is None:  # a server kind: the reward model is served, not loaded
             raise UserError(f"--reward-engine {spec!r}: use openai:MODEL@BASE_URL (a vLLM server "
                             "running the reward model)")
         return cls(model=engine.model, base_url=engine.base_url)
@@ -73,26 +74,29 @@ def _last_number(value: Any) -> float:
 
 
 class ScoreReward(Step):
-    """Adds `reward` to live conversations; a failed call leaves it null with `reward_error`."""
+    """Adds `reward` to live conversations; a failed call leaves it null and adds a failure
+    record (stage `reward`, reason `reward_error`) to `failures`; the conversation is kept."""
 
     endpoint: RewardEndpoint
 
     @property
     def inputs(self) -> StepColumns:
-        return ["messages", "failure"]
+        return ["messages", "failures", "failed"]
 
     @property
     def outputs(self) -> StepColumns:
-        return ["reward", "reward_error"]
+        return ["reward", "failures"]
 
-    def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
+    def process(self, inputs: StepInput) -> StepOutput:
         scored = []
         for row in inputs:
-            reward, error = None, None
-            if is_live(row):
+            reward, failures = None, list(row.get("failures") or [])
+            if not row_failed(row):
                 try:
                     reward = self.endpoint.score(row["messages"])
                 except RewardError as failure:
-                    error = str(failure)
-            scored.append({**row, "reward": reward, "reward_error": error})
+                    failures.append(failure_record(
+                        "reward", "reward_model", "reward_error",
+                        message=engine_error("reward_error", failure)["message"]))
+            scored.append({**row, "reward": reward, "failures": failures})
         yield scored

@@ -2,6 +2,7 @@
 
 Every conversation the generator started ends up either as a row or as a failure (stage and
 reason); tagging and reward failures keep their row (tags null) and are listed as failures too.
+Failures come as the records of `steps.llm_step` (the `failures` column of every conversation).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from steps.llm_step import UPSTREAM_ERROR, failure_record, row_failed
 from steps.magpie.tagging import TAG_COLUMNS
 from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_table
 
@@ -41,24 +43,29 @@ class MagpieRows:
     failures: pa.Table  # FAILURE_SCHEMA
     funnel: pa.Table  # FUNNEL_SCHEMA, stage "generation": conversations that never became rows
     generation_params: dict[str, Any]
+    tokens: dict[str, int]  # {"input", "output"} over every LLM call of the run
+    calls: dict[str, dict[str, int]]  # "stage/agent": requests, retries, failures, engine_retries
 
 
 def conversation_rows(records: list[dict[str, Any]], provenance: Provenance) -> MagpieRows:
     params = json.dumps(provenance.generation_params, sort_keys=True)
     rows, failures, lost = [], [], Counter()
+    tokens: Counter[str] = Counter()
+    calls: dict[str, Counter[str]] = {}
     for record in sorted(records, key=lambda r: r["conversation_id"]):
         row_id = stable_id(FLOW, params, record["conversation_id"])
-        problems = []  # (stage, reason, raw output)
-        if record.get("failure") is not None or record.get("messages") is None:
-            stage = record.get("failure_stage") or "unknown (a step raised, see the log)"
-            reason = record.get("failure") or "step_error"
-            problems.append((stage, reason, record.get("failure_raw")))
-            lost[f"{stage}:{reason}"] += 1
+        problems = list(record.get("failures") or [])
+        tokens.update(record.get("tokens") or {})
+        for label, (requests, retries, failed) in (record.get("calls") or {}).items():
+            calls.setdefault(label, Counter()).update(
+                {"requests": requests, "retries": retries, "failures": failed})
+        for label, retries in (record.get("engine_retries") or {}).items():
+            calls.setdefault(label, Counter())["engine_retries"] += retries
+        if row_failed(record) or record.get("messages") is None:
+            if not problems:  # distilabel dropped the batch's outputs without a record
+                problems.append(failure_record("unknown", None, UPSTREAM_ERROR))
+            lost[f"{problems[-1]['stage']}:{problems[-1]['reason']}"] += 1
         else:  # a row; its tags or reward may still have failed
-            if record.get("tagging_error"):
-                problems.append(("tagging", record["tagging_error"], record.get("tagging_raw")))
-            if record.get("reward_error"):
-                problems.append(("reward", "reward_error", record["reward_error"]))
             rows.append({
                 **{name: record.get(name) for name in [*TAG_COLUMNS, "language", "reward"]},
                 "id": row_id,
@@ -71,9 +78,10 @@ def conversation_rows(records: list[dict[str, Any]], provenance: Provenance) -> 
                 "generation_params": params,
                 "run_id": provenance.run_id,
             })
-        failures += [{"run_id": provenance.run_id, "flow": FLOW, "stage": stage, "reason": reason,
-                      "raw_output": raw, "item_id": row_id} for stage, reason, raw in problems]
+        failures += [{**problem, "run_id": provenance.run_id, "flow": FLOW, "item_id": row_id}
+                     for problem in problems]
     funnel = [{"config": CONFIG, "stage": "generation", "reason": reason, "rows": count}
               for reason, count in sorted(lost.items())]
     return MagpieRows(to_table(rows, MAGPIE_SCHEMA), to_table(failures, FAILURE_SCHEMA),
-                      to_table(funnel, FUNNEL_SCHEMA), provenance.generation_params)
+                      to_table(funnel, FUNNEL_SCHEMA), provenance.generation_params,
+                      dict(tokens), {label: dict(counts) for label, counts in sorted(calls.items())})

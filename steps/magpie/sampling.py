@@ -43,12 +43,9 @@ def instruction_stops(template: ChatTemplate, newline: bool = True) -> list[str]
 
 
 def generation_kwargs(engine: EngineSpec, sampling: Sampling, stop: list[str]) -> dict[str, Any]:
-    """`build_llm` generation kwargs. llama.cpp samples with top-k 40 and a 1.1 repetition penalty
-    unless told otherwise; Magpie uses neither, so they are switched off there."""
-    kwargs: dict[str, Any] = sampling.model_dump() | {"stop": stop}
-    if engine.kind in ("embedded", "llamacpp"):
-        kwargs |= {"top_k": 0, "repeat_penalty": 1.0}
-    return kwargs
+    """`build_llm` generation kwargs. Magpie samples with neither top-k nor a repetition penalty
+    (magpie.md §4), so the engine's own sampler defaults are switched off where it has any."""
+    return sampling.model_dump() | {"stop": stop} | engine.engine_kind.neutral_sampling
 
 
 def _unique(items: list[str]) -> list[str]:

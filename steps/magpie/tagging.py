@@ -3,13 +3,14 @@ difficulty of a conversation's first instruction, with the scales in taxonomies/
 
 The judge answers one JSON object that the engine constrains to a schema of the allowed values
 (llama.cpp compiles it to a grammar; servers get `response_format`), at temperature 0. An answer
-that still does not parse leaves the tags null and is counted as a failure of stage `tagging`;
-the conversation is kept.
+that still does not parse (`judge_unparsable`), or an engine error, leaves the tags null and is
+recorded as a failure of the step (stage `tagging`); the conversation is kept.
+
+(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
 """
 
-from __future__ import annotations
-
 import json
+from collections.abc import Hashable
 from functools import cache
 from typing import Any
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from steps import REPO_ROOT
 from steps.errors import UserError
+from steps.llm_step import OutputError, Request
 from steps.magpie.task import MagpieTask
 from steps.taxonomy import first_error, read_yaml
 
@@ -80,24 +82,30 @@ def first_instruction(messages: list[dict[str, str]]) -> str:
 
 
 class MagpieTagger(MagpieTask):
-    """Tags each live conversation's first instruction; the judge is any engine."""
+    """Tags each live conversation's first instruction; the judge is any engine.
+
+    Input columns: conversation_id, messages, failed. Output columns: the three tags (null when
+    the judge failed; the failure is in `failures`).
+    """
 
     @property
     def inputs(self) -> StepColumns:
-        return ["conversation_id", "messages", "failure"]
+        return ["conversation_id", "messages", "failed"]
 
     @property
     def outputs(self) -> StepColumns:
-        return [*TAG_COLUMNS, "tagging_error", "tagging_raw"]
+        return [*super().outputs, *TAG_COLUMNS]
 
-    def format_input(self, input: dict[str, Any]) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    def requests(self, row: dict[str, Any]) -> list[Request]:
         scales = load_tag_scales()
-        prompt = scales.judge_prompt(first_instruction(input["messages"]))
-        return [{"role": "user", "content": prompt}], {"format": "json", "schema": scales.schema()}
+        prompt = scales.judge_prompt(first_instruction(row["messages"]))
+        return [Request("tags", "judge", [{"role": "user", "content": prompt}], scales.schema())]
 
-    def format_output(self, output: str | None, input: dict[str, Any]) -> dict[str, Any]:
-        tags = load_tag_scales().parse(output)
-        if tags is not None:
-            return {**tags, "tagging_error": None, "tagging_raw": None}
-        error = "engine_error" if output is None else "judge_unparsable"
-        return {**dict.fromkeys(TAG_COLUMNS), "tagging_error": error, "tagging_raw": output}
+    def parse(self, text: str, request: Request) -> dict[str, str]:
+        tags = load_tag_scales().parse(text)
+        if tags is None:
+            raise OutputError("judge_unparsable")
+        return tags
+
+    def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        row.update(replies.get("tags") or dict.fromkeys(TAG_COLUMNS))

@@ -8,14 +8,14 @@ A pipeline chains one instruction and one response step per turn, each with its 
 sampling settings. Prompts are raw text from the model's chat template (chat_template.py).
 """
 
-from __future__ import annotations
-
+from collections.abc import Hashable
 from typing import Any
 
 from distilabel.steps import GeneratorStep
 from distilabel.typing import GeneratorStepOutput, StepColumns
 from pydantic import Field
 
+from steps.llm_step import OutputError, Request
 from steps.magpie.chat_template import ChatTemplate, Message
 from steps.magpie.task import FAILURE_COLUMNS, MagpieTask
 
@@ -45,7 +45,7 @@ class MagpieConversations(GeneratorStep):
             end = min(start + self.batch_size, self.num_rows)  # type: ignore[operator]
             rows = [
                 {"conversation_id": i, "domain": self.domains[i % len(self.domains)],
-                 "messages": [], "failure": None, "failure_stage": None, "failure_raw": None}
+                 "messages": [], "failures": [], "failed": False}
                 for i in range(start, end)
             ]
             yield rows, end == self.num_rows
@@ -55,7 +55,8 @@ class MagpieInstruction(MagpieTask):
     """The next user turn: the pre-query prompt of the conversation so far, completed by the model.
 
     `system_prompts` maps each domain to the system prompt of this turn's instruction prompt
-    (None: none). The instruction is stripped; an empty one ends the conversation as a failure.
+    (None: none). The instruction is stripped; an empty one (`empty_instruction`) or an engine
+    error ends the conversation as a failure.
     """
 
     template: ChatTemplate
@@ -67,22 +68,25 @@ class MagpieInstruction(MagpieTask):
 
     @property
     def outputs(self) -> StepColumns:
-        return ["messages", *FAILURE_COLUMNS]
+        return [*super().outputs, "messages"]
 
     def history(self, row: dict[str, Any]) -> list[Message]:
         system = self.system_prompts[row["domain"]]
         return [*([{"role": "system", "content": system}] if system else []), *row["messages"]]
 
-    def format_input(self, input: dict[str, Any]) -> str:
-        return self.template.for_engine(self.template.pre_query_prompt(self.history(input)))
+    def requests(self, row: dict[str, Any]) -> list[Request]:
+        prompt = self.template.for_engine(self.template.pre_query_prompt(self.history(row)))
+        return [Request("user", "instruction", prompt)]
 
-    def format_output(self, output: str | None, input: dict[str, Any]) -> dict[str, Any]:
-        if output is None:
-            return self.fail("engine_error", None)
-        instruction = output.strip()
-        if not instruction:
-            return self.fail("empty_instruction", output)
-        return {"messages": [*input["messages"], {"role": "user", "content": instruction}]}
+    def parse(self, text: str, request: Request) -> str:
+        if not text.strip():
+            raise OutputError("empty_instruction")
+        return text.strip()
+
+    def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        if "user" in replies:
+            row["messages"] = [*row["messages"], {"role": "user", "content": replies["user"]}]
+        row["failed"] = "user" not in replies
 
 
 class MagpieResponse(MagpieTask):
@@ -90,6 +94,7 @@ class MagpieResponse(MagpieTask):
 
     With a `template` the prompt is its raw rendering (the instruction engine answering itself);
     without, the engine gets chat messages and applies its own (a different response engine).
+    An empty response (`empty_response`) or an engine error ends the conversation as a failure.
     """
 
     template: ChatTemplate | None = None
@@ -100,17 +105,20 @@ class MagpieResponse(MagpieTask):
 
     @property
     def outputs(self) -> StepColumns:
-        return ["messages", *FAILURE_COLUMNS]
+        return [*super().outputs, "messages"]
 
-    def format_input(self, input: dict[str, Any]) -> str | list[Message]:
-        if self.template is None:
-            return input["messages"]
-        return self.template.for_engine(self.template.response_prompt(input["messages"]))
+    def requests(self, row: dict[str, Any]) -> list[Request]:
+        prompt: str | list[Message] = row["messages"] if self.template is None else (
+            self.template.for_engine(self.template.response_prompt(row["messages"])))
+        return [Request("assistant", "response", prompt)]
 
-    def format_output(self, output: str | None, input: dict[str, Any]) -> dict[str, Any]:
-        if output is None:
-            return self.fail("engine_error", None)
-        response = output.strip()
-        if not response:
-            return self.fail("empty_response", output)
-        return {"messages": [*input["messages"], {"role": "assistant", "content": response}]}
+    def parse(self, text: str, request: Request) -> str:
+        if not text.strip():
+            raise OutputError("empty_response")
+        return text.strip()
+
+    def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        if "assistant" in replies:
+            row["messages"] = [*row["messages"],
+                               {"role": "assistant", "content": replies["assistant"]}]
+        row["failed"] = "assistant" not in replies
