@@ -73,6 +73,6 @@ def export_base(base: BaseWeights, output_dir: Path) -> str:
     Raises:
         UserError: the [train] extra is missing, or the base cannot be written back to GGUF.
     """
-    if base.gguf_file is None:
+    if not base.writes_gguf:
         return base.engine
     return _spawned("export_base", base, output_dir)

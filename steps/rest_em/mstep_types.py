@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steps.engines import EngineSpec
+from steps.engines import KINDS, EngineSpec
 from steps.errors import UserError
 
 
@@ -30,19 +30,24 @@ class BaseWeights:
         """The weights behind an engine spec.
 
         Raises:
-            UserError: the engine has no local weights the M-step can fine-tune (a server).
+            UserError: the engine kind has no local weights the M-step can fine-tune (a server).
         """
         engine = EngineSpec.parse(spec)
-        if engine.kind in ("embedded", "llamacpp"):
-            return cls(spec, str(Path(engine.model).parent), Path(engine.model).name)
-        if engine.kind == "vllm":
-            return cls(spec, engine.model)
-        raise UserError(f"--train with --engine {spec}: the M-step fine-tunes local weights; use "
-                        "embedded, llamacpp:PATH.gguf or vllm:MODEL")
+        if not engine.engine_kind.trainable:
+            trainable = ", ".join(kind.usage for kind in KINDS.values() if kind.trainable)
+            raise UserError(f"--train with --engine {spec}: the M-step fine-tunes local weights; "
+                            f"use {trainable}")
+        gguf = engine.gguf_path
+        return cls(spec, str(gguf.parent), gguf.name) if gguf else cls(spec, engine.model)
+
+    @property
+    def writes_gguf(self) -> bool:
+        """Whether fine-tuned copies are written as GGUF (else as a transformers folder)."""
+        return EngineSpec.parse(self.engine).finetuned_gguf
 
     def finetuned_spec(self, weights: Path) -> str:
         """The engine spec of a copy of this model at `weights` (a GGUF file, or a folder)."""
-        return f"llamacpp:{weights}" if self.gguf_file else f"vllm:{weights}"
+        return EngineSpec.parse(self.engine).finetuned_spec(weights)
 
 
 @dataclass

@@ -119,7 +119,7 @@ def sft_config(settings: MStepSettings, output_dir: Path, seed: int) -> SFTConfi
 
 def _save(model: Any, tokenizer: Any, base: BaseWeights, output_dir: Path) -> Path:
     """The weights where an engine can load them: F32 GGUF for a GGUF base, else a folder."""
-    if base.gguf_file:
+    if base.writes_gguf and base.gguf_file:
         return export_llama_gguf(model, Path(base.path) / base.gguf_file, output_dir / F32_GGUF)
     path = output_dir / "model"
     model.save_pretrained(path)
