@@ -47,7 +47,8 @@ from steps.rest_em.records import kept_rows
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--small", action="store_true",
-                   help="smoke run: 8 train, 4 validation, 8 held-out problems, k 4, short outputs")
+                   help="smoke run: 8 train, 4 validation, 8 held-out one- and two-step problems (so "
+                        "that the base solves some), k 4, short outputs")
     p.add_argument("--engine", default="embedded", help="a GGUF engine: embedded | llamacpp:PATH")
     p.add_argument("--train", type=int, default=400, help="train problems")
     p.add_argument("--validation", type=int, default=100, help="validation problems (the sweep)")
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-dir", type=Path, default=REPO_ROOT / "outputs" / "rest_em_gain")
     args = p.parse_args(argv)
     if args.small:
-        args.train, args.validation, args.heldout, args.k = 8, 4, 8, 4
+        args.train, args.validation, args.heldout, args.k, args.steps = 8, 4, 8, 4, "1-2"
         args.learning_rates, args.epochs, args.max_new_tokens = "1e-4", 1, 96
     return args
 
