@@ -1,0 +1,1 @@
+"""LLM engines and the decoding machinery behind them."""
