@@ -59,24 +59,31 @@ def test_greedy_batched_is_identical_to_sequential(llama: Llama) -> None:
 
 
 def test_sampled_outputs_follow_the_seed_not_the_batch(llama: Llama) -> None:
-    """Same seeds → the sequential engine's texts, alone or behind other requests in fewer slots
-    (which makes samples start late, copying the prompt from a live sibling)."""
-    sampling = dict(temperature=0.7, top_k=40, top_p=1.0, min_p=0.05)
-    seeds = (11, 12, 13)
+    """Same seeds → the sequential engine's texts, whether the request is alone or behind long
+    prompts in fewer slots than samples (most samples then start late, copying the prompt from a
+    live sibling and re-reading its end)."""
+    sampling = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    seeds = tuple(range(11, 17))
     target = DecodeRequest(CHATS[0], seeds=seeds, max_new_tokens=TOKENS, **sampling)
     penalized = DecodeRequest(CHATS[1], seeds=(7,), max_new_tokens=TOKENS, repeat_penalty=1.1, **sampling)
+    long_chats = [[{"role": "user", "content": "Think step by step and show your work. " * 15 + q}]
+                  for q in ("What is 3 * 14?", "What is 90 - 37?", "What is 8 + 65?")]
+    others = [DecodeRequest(chat, seeds=(5,), max_new_tokens=TOKENS, **sampling) for chat in long_chats]
     expected = [sequential(llama, CHATS[0], max_tokens=TOKENS, repeat_penalty=1.0, seed=s, **sampling)
                 for s in seeds]
     expected_penalized = sequential(llama, CHATS[1], max_tokens=TOKENS, repeat_penalty=1.1, seed=7,
                                     **sampling)
-    with BatchedDecoder(llama, n_seq_max=4, n_ctx_per_seq=256) as decoder:
+    expected_others = [sequential(llama, chat, max_tokens=TOKENS, repeat_penalty=1.0, seed=5, **sampling)
+                       for chat in long_chats]
+    with BatchedDecoder(llama, n_seq_max=8, n_ctx_per_seq=256) as decoder:
         alone = decoder.generate([target])[0]
-    others = [DecodeRequest(chat, seeds=(3, 4), max_new_tokens=TOKENS, **sampling) for chat in CHATS[2:]]
     with BatchedDecoder(llama, n_seq_max=2, n_ctx_per_seq=256) as decoder:
         crowded = decoder.generate([*others, target, penalized])
+    assert sum(r.prompt_tokens for r in crowded[:3]) > llama.n_batch  # prompts longer than a batch
     assert alone.texts == expected
-    assert crowded[2].texts == expected
-    assert crowded[3].texts == [expected_penalized]
+    assert crowded[3].texts == expected
+    assert crowded[4].texts == [expected_penalized]
+    assert [r.texts[0] for r in crowded[:3]] == expected_others
     assert len(set(expected)) > 1  # the seeds matter
 
 

@@ -157,10 +157,9 @@ class _Sequence:
     prompt: _Prompt
     index: int
     sampler: Any
-    feed: list[int]  # tokens still to decode: (the rest of) the prompt, or the last sampled token
-    pos: int  # position of feed[0]
-    logits_at: int = -1  # batch row holding this step's logits for it, -1 if none
-    tokens: list[int] = field(default_factory=list)
+    pos: int = 0  # tokens in its KV; below len(prompt.tokens) while it reads the prompt
+    logits_at: int = -1  # batch row of its logits in the last decode
+    tokens: list[int] = field(default_factory=list)  # generated; the last one is not decoded yet
     text: bytes = b""
     held_back: int = 0  # bytes of an incomplete UTF-8 character still expected
 
@@ -327,25 +326,30 @@ class BatchedDecoder:
         return chain
 
     def _decode(self, prompts: list[_Prompt]) -> None:
-        """Run decode steps until every sample of every prompt has finished."""
+        """Run decode steps until every sample of every prompt has finished.
+
+        Each prompt is read in its own `llama_decode` calls, cut as `Llama.eval` cuts it (n_batch
+        tokens); each step then decodes one token of every generating sample in one call. llama.cpp
+        computes a token that is alone in its sequence within a ubatch (a generation step) with
+        other rounding than one among several (prompt reading): logits differ by up to ~0.5 on
+        this model. Keeping that split as in sequential decoding keeps the numbers identical.
+        """
         queue = deque(prompts)
         free = list(range(self.n_seq_max - 1, -1, -1))  # pop() hands out the lowest id first
         live: list[_Sequence] = []
         try:
             while queue or live:
                 self._admit(queue, free, live)
-                self._fill_batch(live)
-                status = llama_cpp.llama_decode(self._ctx, self._batch)
-                if status != 0:
-                    raise RuntimeError(f"llama_decode failed with status {status}")
-                ready = [seq for seq in live if seq.logits_at >= 0]
-                for seq in list(ready):
-                    if seq.prompt.leader is seq:
-                        ready += self._join_leader(seq, live)
-                for seq in ready:
-                    reason = self._sample(seq)
-                    if reason is not None:
-                        self._finish(seq, reason, free, live)
+                for seq in [s for s in live if s.pos < len(s.prompt.tokens)]:
+                    self._read_prompt(seq)
+                    ready = [seq, *self._join_leader(seq, live)] if seq.prompt.leader is seq else [seq]
+                    for sample in ready:
+                        self._advance(sample, free, live)
+                step = list(live)
+                if step:
+                    self._decode_rows([(seq, seq.tokens[-1:], True) for seq in step])
+                    for seq in step:
+                        self._advance(seq, free, live)
         finally:
             for prompt in prompts:
                 for seq in prompt.live + prompt.waiting:
@@ -359,24 +363,22 @@ class BatchedDecoder:
 
         A sample starts in one of three ways: it reads its prompt from scratch (the first of its
         request), it waits for that reading to finish and copies it (`_join_leader`), or it copies
-        the prompt from a live sample of its request and re-reads only the last prompt token to
-        get logits again (llama-cpp-python re-reads one token the same way when its whole prompt
-        is cached).
+        the prompt from a live sample of its request and re-reads only the prompt's last tokens to
+        get logits again: 2 tokens, or 1 where sequential decoding reads the last one alone (see
+        `_decode`), so that the logits are the same.
         """
         while queue and free:
             prompt = queue[0]
             while prompt.to_start and free:
                 index = prompt.to_start.popleft()
                 seq = _Sequence(free.pop(), prompt, index,
-                                self._sampler(prompt.request, prompt.request.seeds[index], prompt.grammar),
-                                feed=[], pos=0)
+                                self._sampler(prompt.request, prompt.request.seeds[index], prompt.grammar))
                 if prompt.source is not None:
-                    last = len(prompt.tokens) - 1
                     llama_cpp.llama_memory_seq_cp(self._memory, prompt.source.seq_id, seq.seq_id, -1, -1)
-                    llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, last, -1)
-                    seq.feed, seq.pos = prompt.tokens[last:], last
+                    last_chunk = len(prompt.tokens) % self._llama.n_batch or self._llama.n_batch
+                    seq.pos = len(prompt.tokens) - (1 if last_chunk == 1 else 2)
+                    llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, seq.pos, -1)
                 elif prompt.leader is None:
-                    seq.feed = list(prompt.tokens)
                     prompt.leader = seq
                 else:
                     prompt.waiting.append(seq)
@@ -386,29 +388,35 @@ class BatchedDecoder:
             if not prompt.to_start:
                 queue.popleft()
 
-    def _fill_batch(self, live: list[_Sequence]) -> None:
-        """Put the next tokens of live samples in the batch: sampled tokens first, then prompts.
+    def _read_prompt(self, seq: _Sequence) -> None:
+        """Decode the rest of the sample's prompt, n_batch tokens per call; logits for the last."""
+        tokens, n_batch = seq.prompt.tokens, self._llama.n_batch
+        while seq.pos < len(tokens):
+            chunk = tokens[seq.pos: seq.pos + n_batch]
+            self._decode_rows([(seq, chunk, seq.pos + len(chunk) == len(tokens))])
 
-        A prompt longer than what is left of the batch is read over several steps; logits are asked
-        for only on a sample's last fed token.
+    def _decode_rows(self, parts: list[tuple[_Sequence, list[int], bool]]) -> None:
+        """One `llama_decode` of each sample's tokens at its next positions (logits: on the last).
+
+        Raises:
+            RuntimeError: llama.cpp refused the batch.
         """
         batch, rows = self._batch, 0
-        for seq in sorted(live, key=lambda s: len(s.feed)):
-            take = min(len(seq.feed), self._n_batch - rows)
-            for j in range(take):
-                batch.token[rows + j] = seq.feed[j]
+        for seq, tokens, logits in parts:
+            for j, token in enumerate(tokens):
+                batch.token[rows + j] = token
                 batch.pos[rows + j] = seq.pos + j
                 batch.n_seq_id[rows + j] = 1
                 batch.seq_id[rows + j][0] = seq.seq_id
                 batch.logits[rows + j] = False
-            seq.logits_at = -1
-            if take and take == len(seq.feed):
-                batch.logits[rows + take - 1] = True
-                seq.logits_at = rows + take - 1
-            seq.feed = seq.feed[take:]
-            seq.pos += take
-            rows += take
+            rows += len(tokens)
+            seq.pos += len(tokens)
+            batch.logits[rows - 1] = logits
+            seq.logits_at = rows - 1
         batch.n_tokens = rows
+        status = llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status}")
 
     def _join_leader(self, leader: _Sequence, live: list[_Sequence]) -> list[_Sequence]:
         """The leader has read the whole prompt: copy its KV to the waiting samples.
@@ -426,6 +434,12 @@ class BatchedDecoder:
             prompt.live.append(seq)
             live.append(seq)
         return joined
+
+    def _advance(self, seq: _Sequence, free: list[int], live: list[_Sequence]) -> None:
+        """Sample the next token from the last decode's logits; finish the sample if it ends."""
+        reason = self._sample(seq)
+        if reason is not None:
+            self._finish(seq, reason, free, live)
 
     def _sample(self, seq: _Sequence) -> str | None:
         """Sample one token; the finish reason if the sample ends here (as `_create_completion`)."""
@@ -447,7 +461,6 @@ class BatchedDecoder:
                 return "length"
         if seq.pos >= self.n_ctx_per_seq:  # only a held-back character can run this far
             return "length"
-        seq.feed = [token]
         return None
 
     def _text(self, seq: _Sequence) -> bytes:
