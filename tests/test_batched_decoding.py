@@ -20,6 +20,15 @@ TOKENS = 24
 CHATS = [[{"role": "user", "content": q}] for q in
          ("What is 17 + 25?", "Name three fruits.", "Write a haiku about rain.", "Say hello in French.")]
 RAW = "<|im_start|>user\n"  # Magpie-style pre-query prompt: the model writes an instruction
+FEW_SHOT = [  # a ReST-EM E-step prompt (steps.rest_em.prompts)
+    {"role": "user", "content": "Solve the problem step by step. End with a final line of the form "
+     "'Answer: N' where N is the number.\n\nLea has 5 pens. Lea gets 3 more pens, then gives away 2 "
+     "pens. How many pens does Lea have now?"},
+    {"role": "assistant", "content": "Lea starts with 5 pens. After getting 3 more she has 5 + 3 = 8. After "
+     "giving away 2 she has 8 - 2 = 6.\nAnswer: 6"},
+    {"role": "user", "content": "Hana has 11 cards. Hana gets 8 more cards, then gives away 12 cards. "
+     "How many cards does Hana have now?"},
+]
 SCHEMA = {
     "type": "object",
     "properties": {"question": {"type": "string", "maxLength": 40},
@@ -63,7 +72,7 @@ def test_sampled_outputs_follow_the_seed_not_the_batch(llama: Llama) -> None:
     prompts in fewer slots than samples (most samples then start late, copying the prompt from a
     live sibling and re-reading its end)."""
     sampling = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
-    seeds = tuple(range(11, 17))
+    seeds = tuple(range(11, 15))
     target = DecodeRequest(CHATS[0], seeds=seeds, max_new_tokens=TOKENS, **sampling)
     penalized = DecodeRequest(CHATS[1], seeds=(7,), max_new_tokens=TOKENS, repeat_penalty=1.1, **sampling)
     long_chats = [[{"role": "user", "content": "Think step by step and show your work. " * 15 + q}]
@@ -85,6 +94,19 @@ def test_sampled_outputs_follow_the_seed_not_the_batch(llama: Llama) -> None:
     assert crowded[4].texts == [expected_penalized]
     assert [r.texts[0] for r in crowded[:3]] == expected_others
     assert len(set(expected)) > 1  # the seeds matter
+
+
+def test_a_sample_that_starts_late_reads_the_prompt_end_as_sequential_does(llama: Llama) -> None:
+    """The second sample gets a slot only when the first request ends; it copies the prompt from its
+    live sibling and re-reads the last two prompt tokens. Re-reading only the last one gives other
+    logits (llama.cpp rounds a lone token differently) and, for this prompt and seed, another text."""
+    sampling = dict(temperature=0.7, top_k=40, top_p=1.0, min_p=0.0)
+    seed = 784969621
+    expected = sequential(llama, FEW_SHOT, max_tokens=8, repeat_penalty=1.0, seed=seed, **sampling)
+    with BatchedDecoder(llama, n_seq_max=2, n_ctx_per_seq=256) as decoder:
+        _, late = decoder.generate([DecodeRequest(CHATS[3], max_new_tokens=1),
+                                    DecodeRequest(FEW_SHOT, seeds=(1, seed), max_new_tokens=8, **sampling)])
+    assert late.texts[1] == expected
 
 
 def test_json_schema_constrained_output_parses(llama: Llama) -> None:
