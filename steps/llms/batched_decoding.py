@@ -18,9 +18,18 @@ What a sample produces is what llama-cpp-python 0.3.36's `Llama.create_completio
 is rendered by `create_chat_completion` itself, the sampler chain is the one `Llama._init_sampler`
 builds (repeat penalty, grammar, then greedy or top-k, top-p, min-p, temperature, seeded draw), and
 stop strings, end-of-generation tokens, `max_tokens` and the UTF-8 hold-back follow
-`Llama._create_completion`. Each sequence has its own KV stream (`kv_unified=False`), so its
-attention never sums over another sequence's cells: its logits, and so its text, do not depend on
-what else is in the batch.
+`Llama._create_completion`. The numbers are the same too, bit for bit: each sequence has its own KV
+stream (`kv_unified=False`; with one shared buffer, attention sums over cells laid out by the
+batch's history, and 5 of 8 greedy texts changed in a trial here), and each prompt is read in
+n_batch chunks of its own while generation steps hold one token per sequence, as in sequential
+decoding (see `BatchedDecoder._decode`). So a text depends on its request and seed only, never on
+what else is in the batch, and greedy output equals the sequential engine's.
+
+How much batching gains depends on the weight format: a decode step reads the weights once for
+all sequences, which pays where reading them is the bottleneck; on a CPU where the matrix kernel
+itself is the bottleneck (llama.cpp's Q4_1 dot products on AVX-512), a step costs about as much
+per token as one-sequence decoding, and the gain comes from reading each prompt once.
+`benchmarks/batched_decoding.py` measures it.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ class DecodeRequest:
         top_k: keep the k most likely tokens (0 keeps all).
         top_p: nucleus sampling mass (1.0 keeps all).
         min_p: drop tokens below min_p × the top probability (0.0 keeps all). The default 0.05 is
-            llama-cpp-python's, which the current engine applies without saying so.
+            llama-cpp-python's, so a caller that does not pass min_p to `create_completion` uses it.
         repeat_penalty: llama.cpp's repetition penalty over the last 64 tokens (1.0 is none).
         stop: strings that end a sample; the text is cut before the first of them (in this order)
             that appears. A chat template's end-of-turn string is added after these.
