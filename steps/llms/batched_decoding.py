@@ -249,7 +249,8 @@ class BatchedDecoder:
         go on.
 
         Raises:
-            RuntimeError: llama.cpp failed to decode a batch (an engine fault, not a request's).
+            RuntimeError: llama.cpp failed to decode a batch (an engine fault, not a request's), or
+                the model's chat handler cannot be batched (see `_render_chat`).
         """
         results: list[DecodeResult] = []
         prompts: list[_Prompt] = []
@@ -275,11 +276,7 @@ class BatchedDecoder:
             tokens = self._llama.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
         else:
             try:
-                llama_cpp.Llama.create_chat_completion(
-                    _ChatRenderer(self._llama), messages=request.prompt, stop=stop)
-            except _RenderedChat as rendered:
-                tokens = list(rendered.completion_args["prompt"])
-                stop = rendered.completion_args["stop"]
+                tokens, stop = self._render_chat(request.prompt, stop)
             except (ValueError, TypeError, jinja2.TemplateError):
                 return failed("chat_template")
         if not tokens:
@@ -306,6 +303,23 @@ class BatchedDecoder:
             grammar=grammar,
             to_start=deque(range(1 if greedy else n)),
         )
+
+    def _render_chat(self, messages: ChatMessages, stop: list[str]) -> tuple[list[int], list[str]]:
+        """Prompt tokens and stop strings as `create_chat_completion` passes them on.
+
+        Raises:
+            ValueError, TypeError, jinja2.TemplateError: the chat template rejected the messages.
+            RuntimeError: the model's chat handler does not generate through `create_completion`
+                (llama-cpp-python's multimodal and function-calling handlers), so it cannot be batched.
+        """
+        try:
+            llama_cpp.Llama.create_chat_completion(_ChatRenderer(self._llama), messages=messages, stop=stop)
+        except _RenderedChat as rendered:
+            rendered_stop = rendered.completion_args["stop"]
+            # `_create_completion` takes a list, one string or nothing.
+            stops = [rendered_stop] if isinstance(rendered_stop, str) else list(rendered_stop or [])
+            return list(rendered.completion_args["prompt"]), stops
+        raise RuntimeError("the model's chat handler does not generate through create_completion")
 
     def _sampler(self, request: DecodeRequest, seed: int, grammar: str | None) -> Any:
         """The sampler chain `Llama._init_sampler` builds, without its no-op stages.
