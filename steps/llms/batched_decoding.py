@@ -241,7 +241,6 @@ class BatchedDecoder:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-
     def generate(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode every request; one result per request, in order.
 
@@ -287,7 +286,7 @@ class BatchedDecoder:
         if request.json_schema is not None:
             try:
                 grammar = llama_grammar.json_schema_to_gbnf(json.dumps(request.json_schema))
-            except Exception:  # the converter raises whatever the schema's shape trips (Key-, Type-, ...)
+            except Exception:  # the converter asserts (AssertionError) or trips (KeyError...) on bad ones
                 return failed("invalid_schema", len(tokens))
             probe = llama_cpp.llama_sampler_init_grammar(
                 self._vocab, grammar.encode("utf-8"), llama_grammar.LLAMA_GRAMMAR_DEFAULT_ROOT.encode())
