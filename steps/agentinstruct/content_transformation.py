@@ -1,8 +1,6 @@
 """Flow 1, content transformation: a seed becomes an intermediate text suited to one skill
 (argument passage, meeting transcript, API list…), which also adds diversity."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Hashable
 from typing import Any, ClassVar

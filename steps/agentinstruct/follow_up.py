@@ -1,8 +1,6 @@
 """Follow-up turns for multi-turn skills (the `follow_up` split): an agent plays the user and
 writes the next message from the conversation so far; the teacher then answers it."""
 
-from __future__ import annotations
-
 from collections.abc import Hashable
 from typing import Any, ClassVar
 

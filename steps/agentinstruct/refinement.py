@@ -3,8 +3,6 @@ round's goal, e.g. "make the question unanswerable from the passage"), then an E
 task (and the passage when the goal needs it). Each round adds a new version of every task, so the
 dataset keeps the original and each refined variant, as in the paper."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Hashable
 from typing import Any, ClassVar

@@ -1,8 +1,6 @@
 """Teacher responses: every task version, shown to the teacher as the student will see it; in a
 multi-turn skill, the teacher answers each new user turn of the conversation so far."""
 
-from __future__ import annotations
-
 from collections.abc import Hashable
 from typing import Any, ClassVar
 

@@ -1,8 +1,6 @@
 """Flow 2, seed-instruction generation: an agent per task/question type reads the transformed
 text and returns a list of tasks of its type (one subcategory of the skill)."""
 
-from __future__ import annotations
-
 import json
 import string
 from collections.abc import Hashable

@@ -5,8 +5,6 @@ rows and yields the kept ones in their original order. Nothing is dropped silent
 the removed rows and the stats go to `report_dir` when given, and the funnel is logged.
 """
 
-from __future__ import annotations
-
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,7 +27,7 @@ class CurateRows(GlobalStep):
     """Filters, decontaminates and deduplicates all rows; `curation` holds CurationConfig fields."""
 
     curation: dict[str, Any] = Field(default_factory=dict)
-    report_dir: RuntimeParameter[str] = Field(
+    report_dir: RuntimeParameter[str] | None = Field(
         default=None, description="Folder for funnel.parquet, removed.parquet and stats.json.")
 
     @property
