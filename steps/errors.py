@@ -33,8 +33,10 @@ class UserError(Exception):
 
 
 def _local_paths(text: str) -> str:
-    """Paths shown relative to the working directory, and the home folder as `~`: a printed
-    error names the file without the user's name or folder layout."""
+    """Paths shown relative to the working directory, and the home folder as `~`.
+
+    A printed error names the file without the user's name or folder layout.
+    """
     cwd, home = os.getcwd(), os.path.expanduser("~")
     if cwd not in ("/", home):
         text = text.replace(cwd + os.sep, "")
@@ -75,8 +77,11 @@ def write_error_log(error: BaseException) -> Path:
 
 
 def error_line(error: BaseException) -> str:
-    """The one line printed for `error`: its message's first line, scrubbed of secrets and
-    local paths, prefixed with its type unless it is a `UserError`."""
+    """The one line printed for `error`.
+
+    Its message's first line, scrubbed of secrets and local paths, prefixed with its type unless it is a
+    `UserError`.
+    """
     from steps.publish.scrub import scrub_text  # here: steps.publish imports this module
 
     lines = str(error).strip().splitlines()
@@ -88,7 +93,8 @@ def error_line(error: BaseException) -> str:
 
 def report(error: BaseException) -> int:
     """Print the one line for `error` on stderr (with the path of its log if it was not a
-    `UserError`) and return the exit status: 2 for a `UserError`, else 1."""
+    `UserError`) and return the exit status: 2 for a `UserError`, else 1.
+    """
     if isinstance(error, UserError):
         print(error_line(error), file=sys.stderr)
         return 2
@@ -109,7 +115,8 @@ def _excepthook(kind: type[BaseException], error: BaseException, tb: TracebackTy
 
 def neutralise_rich_tracebacks() -> None:
     """Undo distilabel's `rich.traceback.install(show_locals=True)` and keep it from coming back
-    (a later `import distilabel` calls `install` again)."""
+    (a later `import distilabel` calls `install` again).
+    """
     sys.excepthook = _excepthook
     try:
         import rich.traceback
@@ -119,8 +126,11 @@ def neutralise_rich_tracebacks() -> None:
 
 
 def cli_main(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a CLI entry point: a `UserError` becomes one line and exit status 2, any other
-    exception one line naming a scrubbed log and exit status 1 (`report`)."""
+    """Decorate a CLI entry point.
+
+    A `UserError` becomes one line and exit status 2, any other exception one line naming a scrubbed log
+    and exit status 1 (`report`).
+    """
     neutralise_rich_tracebacks()
 
     @wraps(main)

@@ -36,6 +36,7 @@ from distilabel.steps import StepInput
 from distilabel.steps.tasks import Task
 from distilabel.typing import StepOutput
 from pydantic import BaseModel, ValidationError
+from typing_extensions import override
 
 from steps.llms.base import Prompt, engine_error, sample_seed
 
@@ -69,8 +70,11 @@ def request_seed(seed: int, row_id: Any, stage: str, key: Hashable, attempt: int
 
 
 def row_failed(row: dict[str, Any]) -> bool:
-    """Failed upstream: marked failed, or `failed` is None because a step raised and distilabel
-    forwarded its batch with every output set to None."""
+    """Failed upstream.
+
+    Marked failed, or `failed` is None because a step raised and distilabel forwarded its batch with every
+    output set to None.
+    """
     return bool(row.get("failed")) or ("failed" in row and row["failed"] is None)
 
 
@@ -113,10 +117,12 @@ class LLMStep(Task):
         return self.stage or self.name
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return [self.row_id]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return ["failures", "failed", "tokens", "calls", "engine_retries"]
 
@@ -128,7 +134,8 @@ class LLMStep(Task):
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         """Write the parsed replies (by request key) into the row; failed keys are absent.
 
-        Set `row["failed"] = True` when the row cannot go on."""
+        Set `row["failed"] = True` when the row cannot go on.
+        """
 
     def parse(self, text: str, request: Request) -> Any:
         """A reply's use: stripped text, or the schema's model (a dict schema: the JSON value).
@@ -153,13 +160,12 @@ class LLMStep(Task):
             raise OutputError("schema_mismatch") from None
 
     def format_input(self, input: dict[str, Any]) -> Any:
-        """distilabel's one-call interface (`Task.print`): the row's first request."""
+        """Distilabel's one-call interface (`Task.print`): the row's first request."""
         return self.requests(input)[0].messages
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None
                       ) -> dict[str, Any]:
-        """distilabel's one-call interface: the row with `output` as the reply to its first
-        request.
+        """Distilabel's one-call interface: the row with `output` as the reply to its first request.
 
         Raises:
             OutputError: the reply does not parse.
@@ -256,6 +262,7 @@ class LLMStep(Task):
         again = (request.num_generations == 1 and parse_failed and attempt < self.max_retries)
         return (parsed if request.num_generations > 1 else parsed[0]), failures, again
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:
         rows = [self._prepare(row) for row in inputs]
         pending: list[tuple[int, Request]] = []

@@ -1,5 +1,7 @@
-"""distilabel's Pipeline as our pipelines use it: quiet logs (progress bars speak instead) and
-steps wired in a line, the way the papers draw their flows."""
+"""distilabel's Pipeline as our pipelines use it.
+
+Quiet logs (progress bars speak instead) and steps wired in a line, the way the papers draw their flows.
+"""
 
 import os
 

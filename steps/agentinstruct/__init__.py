@@ -1,2 +1,3 @@
 """AgentInstruct's three flows (content transformation, seed instructions, suggester-editor
-refinement) plus teacher responses, as distilabel Tasks driven by the YAML taxonomy."""
+refinement) plus teacher responses, as distilabel Tasks driven by the YAML taxonomy.
+"""

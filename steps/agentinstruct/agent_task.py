@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import PrivateAttr
+from typing_extensions import override
 
 from steps.llm_step import LLMStep, OutputError, Request
 from steps.taxonomy import TAXONOMY_DIR, Skill, Taxonomy, load_taxonomy
@@ -24,6 +25,7 @@ class AgentTask(LLMStep):
     taxonomy_dir: str = str(TAXONOMY_DIR)
     _taxonomy: Taxonomy = PrivateAttr()
 
+    @override
     def load(self) -> None:
         super().load()
         self._taxonomy = load_taxonomy(Path(self.taxonomy_dir))
@@ -32,5 +34,6 @@ class AgentTask(LLMStep):
         return self._taxonomy.skill(row["skill"])
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return ["item_id", "skill"]

@@ -1,9 +1,14 @@
-"""Flow 1, content transformation: a seed becomes an intermediate text suited to one skill
-(argument passage, meeting transcript, API list…), which also adds diversity."""
+"""Flow 1, content transformation.
+
+A seed becomes an intermediate text suited to one skill (argument passage, meeting transcript, API list…),
+which also adds diversity.
+"""
 
 import json
 from collections.abc import Hashable
 from typing import Any, ClassVar
+
+from typing_extensions import override
 
 from steps.agentinstruct import structure
 from steps.agentinstruct.agent_task import AgentTask, Request
@@ -16,13 +21,16 @@ class ContentTransformation(AgentTask):
     stage: ClassVar[str] = "content_transformation"
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return [*super().inputs, "seed_text", "transformation_agent"]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return [*super().outputs, "passage", "failed"]
 
+    @override
     def requests(self, input: dict[str, Any]) -> list[Request]:
         skill = self.skill(input)
         agent = skill.transformation_agent(input["transformation_agent"])
@@ -45,6 +53,7 @@ class ContentTransformation(AgentTask):
             structure.check_reply(reply, request, self._taxonomy)
         return reply
 
+    @override
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         agent = self.skill(row).transformation_agent(row["transformation_agent"])
         if agent.identity:

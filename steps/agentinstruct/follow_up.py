@@ -1,8 +1,12 @@
-"""Follow-up turns for multi-turn skills (the `follow_up` split): an agent plays the user and
-writes the next message from the conversation so far; the teacher then answers it."""
+"""Follow-up turns for multi-turn skills (the `follow_up` split).
+
+An agent plays the user and writes the next message from the conversation so far; the teacher then answers it.
+"""
 
 from collections.abc import Hashable
 from typing import Any, ClassVar
+
+from typing_extensions import override
 
 from steps.agentinstruct import structure
 from steps.agentinstruct.agent_task import AgentTask, Request
@@ -17,10 +21,12 @@ class FollowUpQuestion(AgentTask):
     turn: int  # the user turn to write (2, 3, …); skills with fewer `turns` are left alone
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return [*super().inputs, "units"]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return [*super().outputs, "units"]
 
@@ -30,6 +36,7 @@ class FollowUpQuestion(AgentTask):
         return (self.skill(row).turns >= self.turn and users == self.turn - 1
                 and bool(messages) and messages[-1]["role"] == "assistant")
 
+    @override
     def requests(self, input: dict[str, Any]) -> list[Request]:
         skill = self.skill(input)
         return [
@@ -45,6 +52,7 @@ class FollowUpQuestion(AgentTask):
         structure.check_reply(reply, request, self._taxonomy)
         return reply
 
+    @override
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         row["units"] = [
             {**unit, "messages": [*unit["messages"], {"role": "user", "content": reply}]}

@@ -23,8 +23,11 @@ class Question(BaseModel):
 
 
 class MultipleChoiceQuestion(Question):
-    """A question of a multiple-choice type: the grammar itself makes the options appear and the
-    answer name them by letter (`B`, or `A, C` when several apply)."""
+    """A question of a multiple-choice type.
+
+    The grammar itself makes the options appear and the answer name them by letter (`B`, or `A, C` when
+    several apply).
+    """
 
     options: list[Short] = Field(min_length=2, max_length=5)
     answer: Annotated[str, StringConstraints(pattern=r"^[A-E](, [A-E]){0,4}$")]
@@ -79,8 +82,10 @@ TASK_LISTS: dict[str, tuple[str, type]] = {
 
 @cache
 def task_list(output: str, max_items: int, multiple_choice: bool = False) -> type[BaseModel]:
-    """The reply model of an instruction agent, its list bounded so the grammar stops there;
-    questions of a multiple-choice agent must have options."""
+    """The reply model of an instruction agent, its list bounded so the grammar stops there.
+
+    Questions of a multiple-choice agent must have options.
+    """
     key, item = TASK_LISTS[output]
     if multiple_choice and item is Question:
         item = MultipleChoiceQuestion

@@ -68,8 +68,10 @@ def plan_items(
     tasks_per_item: int,
     refinement_rounds: int,
 ) -> list[dict[str, Any]]:
-    """Work items for every skill: one seed, one transformation agent (picked at random, as in
-    the paper), one instruction agent allowed after it, and a refinement goal per round.
+    """Work items for every skill.
+
+    One seed, one transformation agent (picked at random, as in the paper), one instruction agent allowed
+    after it, and a refinement goal per round.
 
     The plan asks for exactly the work the quota needs: a task gives one row per version (the
     seed instruction and one per refinement round), so a skill gets ceil(quota / versions) tasks,

@@ -1,10 +1,15 @@
-"""Flow 2, seed-instruction generation: an agent per task/question type reads the transformed
-text and returns a list of tasks of its type (one subcategory of the skill)."""
+"""Flow 2, seed-instruction generation.
+
+An agent per task/question type reads the transformed text and returns a list of tasks of its type (one
+subcategory of the skill).
+"""
 
 import json
 import string
 from collections.abc import Hashable
 from typing import Any, ClassVar
+
+from typing_extensions import override
 
 from steps.agentinstruct import structure
 from steps.agentinstruct.agent_task import AgentTask, Request
@@ -28,13 +33,16 @@ class SeedInstructionGeneration(AgentTask):
     max_items: int = 2  # tasks asked of each agent call
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return [*super().inputs, "passage", "instruction_agent"]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return [*super().outputs, "units", "failed"]
 
+    @override
     def requests(self, input: dict[str, Any]) -> list[Request]:
         skill = self.skill(input)
         agent = skill.instruction_agent(input["instruction_agent"])
@@ -54,8 +62,10 @@ class SeedInstructionGeneration(AgentTask):
         return row.get("tasks") or self.max_items
 
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
-        """Keep the tasks that hold their skill's structure (`structure.task_problem`); record
-        each rejected task, and each task asked for but not written, as a failure."""
+        """Keep the tasks that hold their skill's structure (`structure.task_problem`).
+
+        Record each rejected task, and each task asked for but not written, as a failure.
+        """
         skill = self.skill(row)
         agent = skill.instruction_agent(row["instruction_agent"])
         kept: list[tuple[str, str | None]] = []

@@ -75,8 +75,10 @@ def _split_spec(spec: str) -> tuple[str, str]:
 
 
 def check_benchmarks(specs: list[str]) -> None:
-    """Check benchmark specs without loading them: local files exist with a known suffix,
-    folders hold such files, anything else has the Hub id form. Cheap; call before any work.
+    """Check benchmark specs without loading them.
+
+    Local files exist with a known suffix, folders hold such files, anything else has the Hub id form.
+    Cheap; call before any work.
 
     Raises:
         UserError: one line naming the first bad spec and what to pass instead.

@@ -36,8 +36,11 @@ class FilterConfig(_Strict):
 
 
 class CurationConfig(_Strict):
-    """What curation does: filters -> decontamination -> exact dedup -> near-dup (-> embedding
-    dedup), each stage counted in the funnel (steps.curation.run)."""
+    """What curation does.
+
+    Filters -> decontamination -> exact dedup -> near-dup (-> embedding dedup), each stage counted in the
+    funnel (steps.curation.run).
+    """
 
     text_column: str | None = Field(None, description="curate this plain-text column instead of "
                                     "`messages`")

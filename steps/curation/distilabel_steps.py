@@ -17,6 +17,7 @@ from distilabel.mixins.runtime_parameters import RuntimeParameter
 from distilabel.steps import GlobalStep, StepInput
 from distilabel.typing import StepOutput
 from pydantic import Field
+from typing_extensions import override
 
 from steps.curation.config import CurationConfig
 from steps.curation.run import FUNNEL_FILE, REMOVED_FILE, STATS_FILE, curate
@@ -31,13 +32,16 @@ class CurateRows(GlobalStep):
         default=None, description="Folder for funnel.parquet, removed.parquet and stats.json.")
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return [CurationConfig(**self.curation).text_column or "messages"]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return []
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         config = CurationConfig(**{"token_sample": 0, **self.curation})
         with tempfile.TemporaryDirectory(prefix="genteach-curate-step-") as work:

@@ -78,8 +78,10 @@ def token_counts(strings: list[str]) -> list[int]:
 
 def _sampled_tokens(decisions: Decisions, config: CurationConfig,
                     columns: dict[str, list[str]]) -> np.ndarray:
-    """Tokens of the user+assistant text of up to `token_sample` kept rows per config, -1 for the
-    rest. The sample is the rows of smallest text hash: deterministic, whatever the row order."""
+    """Tokens of the user+assistant text of up to `token_sample` kept rows per config, -1 for the rest.
+
+    The sample is the rows of smallest text hash: deterministic, whatever the row order.
+    """
     tokens = np.full(len(decisions.reason), -1, dtype=np.int64)
     kept = decisions.reason < 0
     for c, source in enumerate(decisions.inputs):
@@ -95,8 +97,11 @@ def _sampled_tokens(decisions: Decisions, config: CurationConfig,
 
 def curation_stats(decisions: Decisions, config: CurationConfig,
                    columns: dict[str, list[str]]) -> dict[str, Any]:
-    """stats.json: per config the kept rows' words, turns, sampled tokens and skills, plus the
-    decontamination report and near-dup pair counts."""
+    """stats.json.
+
+    Per config the kept rows' words, turns, sampled tokens and skills, plus the decontamination report and
+    near-dup pair counts.
+    """
     kept = decisions.reason < 0
     names = np.array([i.config for i in decisions.inputs], dtype=object)
     frame = pl.DataFrame({

@@ -68,7 +68,8 @@ class BandStore:
     def candidate_pairs(self, eligible: np.ndarray, max_pairs: int = MAX_PAIRS_PER_RUN
                         ) -> tuple[np.ndarray, int]:
         """Unique (a, b) row pairs, a < b, that share at least one band key, and the number of
-        (row, band) entries in runs too big to pair completely."""
+        (row, band) entries in runs too big to pair completely.
+        """
         rows = np.flatnonzero(eligible)
         # Sort keys with the row number packed into their low bits: a plain sort of uint64 is
         # faster than an argsort, and the few key bits lost only add pairs that verification drops.
@@ -92,7 +93,8 @@ class BandStore:
 @dataclass
 class ShingleSets:
     """Exact shingle sets of the candidate rows (only these are kept for verification), with
-    each row's shingles in text order and its token flags, for `differs`."""
+    each row's shingles in text order and its token flags, for `differs`.
+    """
 
     rows: np.ndarray  # sorted global row numbers
     values: np.ndarray  # uint32 sorted unique shingles per row (CSR by offsets)
@@ -135,9 +137,11 @@ class ShingleSets:
 
 def shingle_parts(tokens: Words, grams: np.ndarray, gram_offsets: np.ndarray
                   ) -> tuple[np.ndarray, ...]:
-    """What ShingleSets keeps of a batch of candidate rows: sorted unique shingles, shingles in
-    order, tokens (each the high 32 bits of its hash) and token flags, CSR (values, offsets), and
-    each row's multiset key of its numbers, symbols and negations."""
+    """What ShingleSets keeps of a batch of candidate rows.
+
+    Sorted unique shingles, shingles in order, tokens (each the high 32 bits of its hash) and token flags,
+    CSR (values, offsets), and each row's multiset key of its numbers, symbols and negations.
+    """
     values, offsets = kernels.shingle_sets(grams, gram_offsets)
     return (values, offsets, (grams >> np.uint64(32)).astype(np.uint32), gram_offsets,
             (tokens.hashes >> np.uint64(32)).astype(np.uint32), tokens.flags,

@@ -35,8 +35,10 @@ MESSAGES_TYPE = "a list of {role, content} structs of strings (TRL's `messages`)
 
 
 def is_hub_id(spec: str) -> bool:
-    """Whether `spec` names a Hub dataset (`org/name[:config]`) rather than a local path: it is
-    not an existing path and does not look like one (a file suffix, `./`, `/`, `~`, two slashes)."""
+    """Whether `spec` names a Hub dataset (`org/name[:config]`) rather than a local path.
+
+    It is not an existing path and does not look like one (a file suffix, `./`, `/`, `~`, two slashes).
+    """
     return (not Path(spec).exists() and HUB_ID.match(spec) is not None
             and not spec.lower().endswith(FILE_SUFFIXES))
 
@@ -104,8 +106,11 @@ class ConfigInput:
 
 
 def _restore_schema(path: Path, schema: pa.Schema) -> None:
-    """Give the written file its input's Arrow schema back, batch by batch. polars writes large
-    string/list types, and configs of one repository must share one schema to load as a mix."""
+    """Give the written file its input's Arrow schema back, batch by batch.
+
+    Polars writes large string/list types, and configs of one repository must share one schema to load as
+    a mix.
+    """
     if pq.read_schema(path).remove_metadata().equals(schema.remove_metadata()):
         return
     recast = path.with_suffix(".cast")

@@ -17,8 +17,10 @@ Tokenize = Callable[[str], Sequence[int]]
 
 
 def utf8_bytes(text: str) -> bytes:
-    """A `Tokenize` for engines whose tokenizer is unknown: UTF-8 bytes, an upper bound on the
-    tokens of byte-level BPE tokenizers (GPT-2/Llama-3/Qwen style), so a cut by it always fits.
+    """A `Tokenize` for engines whose tokenizer is unknown.
+
+    UTF-8 bytes, an upper bound on the tokens of byte-level BPE tokenizers (GPT-2/Llama-3/Qwen style), so
+    a cut by it always fits.
     """
     return text.encode("utf-8")
 

@@ -86,8 +86,11 @@ class ChatTemplate(BaseModel):
         return self.render(conversation, add_generation_prompt=True)
 
     def for_engine(self, prompt: str) -> str:
-        """The text to send: without the leading BOS when the engine adds it as a token itself
-        (llama.cpp does for Llama-3 GGUFs), so the model sees one BOS, as the template meant."""
+        """The text to send.
+
+        Without the leading BOS when the engine adds it as a token itself (llama.cpp does for Llama-3
+        GGUFs), so the model sees one BOS, as the template meant.
+        """
         if self.engine_adds_bos and self.bos_token:
             return prompt.removeprefix(self.bos_token)
         return prompt

@@ -1,5 +1,6 @@
-"""Chat template families as data (taxonomies/magpie/chat_templates.yaml): stop strings per family
-and canonical templates for `--template NAME`.
+"""Chat template families as data (taxonomies/magpie/chat_templates.yaml).
+
+Stop strings per family and canonical templates for `--template NAME`.
 
 Stops depend on the family, not on the model: Magpie stops instructions on the end-of-turn and
 role tokens of the model's template (magpie.md §3), so the family is read off the template.

@@ -108,8 +108,10 @@ class FilterResult:
 
 def apply_preset(table: pa.Table, name: str, keep_longest: int | None = None,
                  config: str = CONFIG) -> FilterResult:
-    """Filter `table` (MAGPIE_SCHEMA, plus curation columns if any) with preset `name`;
-    `keep_longest` overrides the preset's "longest N" (0: keep all)."""
+    """Filter `table` (MAGPIE_SCHEMA, plus curation columns if any) with preset `name`.
+
+    `keep_longest` overrides the preset's "longest N" (0: keep all).
+    """
     known = presets()
     if name not in known:
         raise UserError(f"--filter {name!r}: unknown preset; known: {', '.join(known)}")

@@ -13,6 +13,7 @@ from typing import Any
 from distilabel.steps import Step, StepInput
 from distilabel.typing import StepColumns, StepOutput
 from pydantic import PrivateAttr
+from typing_extensions import override
 
 from steps.errors import UserError
 from steps.llm_step import row_failed
@@ -53,17 +54,21 @@ class DetectLanguage(Step):
     _detector: Any = PrivateAttr(default=None)
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return ["messages", "failed"]
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return ["language"]
 
+    @override
     def load(self) -> None:
         super().load()
         self._detector = build_detector(self.languages)
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         yield [
             {**row, "language": detect_language(self._detector, first_instruction(row["messages"]))

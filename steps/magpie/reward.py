@@ -22,6 +22,7 @@ import requests
 from distilabel.steps import Step, StepInput
 from distilabel.typing import StepColumns, StepOutput
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import override
 
 from steps.engines import EngineSpec
 from steps.errors import UserError
@@ -41,6 +42,7 @@ class RewardEndpoint(BaseModel):
     timeout_s: float = 60.0
 
     @classmethod
+    @override
     def parse(cls, spec: str) -> Self:
         engine = EngineSpec.parse(spec)
         if engine.base_url is None:  # a server kind: the reward model is served, not loaded
@@ -74,19 +76,25 @@ def _last_number(value: Any) -> float:
 
 
 class ScoreReward(Step):
-    """Adds `reward` to live conversations; a failed call leaves it null and adds a failure
-    record (stage `reward`, reason `reward_error`) to `failures`; the conversation is kept."""
+    """Adds `reward` to live conversations.
+
+    A failed call leaves it null and adds a failure record (stage `reward`, reason `reward_error`) to
+    `failures`; the conversation is kept.
+    """
 
     endpoint: RewardEndpoint
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return ["messages", "failures", "failed"]
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return ["reward", "failures"]
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         scored = []
         for row in inputs:

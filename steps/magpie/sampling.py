@@ -29,8 +29,10 @@ RESPONSE_SAMPLING = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=4096)
 
 
 def end_of_turn_stops(template: ChatTemplate) -> list[str]:
-    """The family's end-of-turn/role strings and the template's EOS; for a template of no known
-    family, its EOS and the header of the next user turn."""
+    """The family's end-of-turn/role strings and the template's EOS.
+
+    For a template of no known family, its EOS and the header of the next user turn.
+    """
     family = template.family
     stops = list(family.stop) if family else [template.user_header.strip()]
     return _unique([*stops, template.eos_token])
@@ -43,8 +45,11 @@ def instruction_stops(template: ChatTemplate, newline: bool = True) -> list[str]
 
 
 def generation_kwargs(engine: EngineSpec, sampling: Sampling, stop: list[str]) -> dict[str, Any]:
-    """`build_llm` generation kwargs. Magpie samples with neither top-k nor a repetition penalty
-    (magpie.md §4), so the engine's own sampler defaults are switched off where it has any."""
+    """`build_llm` generation kwargs.
+
+    Magpie samples with neither top-k nor a repetition penalty (magpie.md §4), so the engine's own sampler
+    defaults are switched off where it has any.
+    """
     return sampling.model_dump() | {"stop": stop} | engine.engine_kind.neutral_sampling
 
 

@@ -1,5 +1,7 @@
-"""Magpie's instruction tags by an LLM judge (magpie.md §7): task category, input quality and
-difficulty of a conversation's first instruction, with the scales in taxonomies/magpie/tagging.yaml.
+"""Magpie's instruction tags by an LLM judge (magpie.md §7).
+
+Task category, input quality and difficulty of a conversation's first instruction, with the scales in
+taxonomies/magpie/tagging.yaml.
 
 The judge answers one JSON object that the engine constrains to a schema of the allowed values
 (llama.cpp compiles it to a grammar; servers get `response_format`), at temperature 0. An answer
@@ -16,6 +18,7 @@ from typing import Any
 
 from distilabel.typing import StepColumns
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import override
 
 from steps import DATA_ROOT
 from steps.errors import UserError
@@ -89,23 +92,28 @@ class MagpieTagger(MagpieTask):
     """
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return ["conversation_id", "messages", "failed"]
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return [*super().outputs, *TAG_COLUMNS]
 
+    @override
     def requests(self, row: dict[str, Any]) -> list[Request]:
         scales = load_tag_scales()
         prompt = scales.judge_prompt(first_instruction(row["messages"]))
         return [Request("tags", "judge", [{"role": "user", "content": prompt}], scales.schema())]
 
+    @override
     def parse(self, text: str, request: Request) -> dict[str, str]:
         tags = load_tag_scales().parse(text)
         if tags is None:
             raise OutputError("judge_unparsable")
         return tags
 
+    @override
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         row.update(replies.get("tags") or dict.fromkeys(TAG_COLUMNS))

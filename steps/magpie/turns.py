@@ -14,6 +14,7 @@ from typing import Any
 from distilabel.steps import GeneratorStep
 from distilabel.typing import GeneratorStepOutput, StepColumns
 from pydantic import Field
+from typing_extensions import override
 
 from steps.llm_step import OutputError, Request
 from steps.magpie.chat_template import ChatTemplate, Message
@@ -34,9 +35,11 @@ class MagpieConversations(GeneratorStep):
     domains: list[str] = Field(min_length=1)
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return CONVERSATION_COLUMNS
 
+    @override
     def process(self, offset: int = 0) -> GeneratorStepOutput:
         if offset >= self.num_rows:  # resumed after the last batch
             yield [], True
@@ -63,10 +66,12 @@ class MagpieInstruction(MagpieTask):
     system_prompts: dict[str, str | None]
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return CONVERSATION_COLUMNS
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return [*super().outputs, "messages"]
 
@@ -74,15 +79,18 @@ class MagpieInstruction(MagpieTask):
         system = self.system_prompts[row["domain"]]
         return [*([{"role": "system", "content": system}] if system else []), *row["messages"]]
 
+    @override
     def requests(self, row: dict[str, Any]) -> list[Request]:
         prompt = self.template.for_engine(self.template.pre_query_prompt(self.history(row)))
         return [Request("user", "instruction", prompt)]
 
+    @override
     def parse(self, text: str, request: Request) -> str:
         if not text.strip():
             raise OutputError("empty_instruction")
         return text.strip()
 
+    @override
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         if "user" in replies:
             row["messages"] = [*row["messages"], {"role": "user", "content": replies["user"]}]
@@ -100,23 +108,28 @@ class MagpieResponse(MagpieTask):
     template: ChatTemplate | None = None
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return CONVERSATION_COLUMNS
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return [*super().outputs, "messages"]
 
+    @override
     def requests(self, row: dict[str, Any]) -> list[Request]:
         prompt: str | list[Message] = row["messages"] if self.template is None else (
             self.template.for_engine(self.template.response_prompt(row["messages"])))
         return [Request("assistant", "response", prompt)]
 
+    @override
     def parse(self, text: str, request: Request) -> str:
         if not text.strip():
             raise OutputError("empty_response")
         return text.strip()
 
+    @override
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         if "assistant" in replies:
             row["messages"] = [*row["messages"],
