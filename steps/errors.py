@@ -49,8 +49,10 @@ def _shown(path: Path) -> str:
 
 
 def write_error_log(error: BaseException) -> Path:
-    """Write the traceback of `error` (chained causes included, local variables never) to a new
-    log under `LOG_DIR` (the system temp folder if that is not writable); secrets scrubbed.
+    """Write the traceback of `error` to a new log under `LOG_DIR`, secrets scrubbed.
+
+    Chained causes are included, local variables never; the system temp folder is used if
+    `LOG_DIR` is not writable.
 
     Returns:
         The path of the log.
@@ -92,8 +94,10 @@ def error_line(error: BaseException) -> str:
 
 
 def report(error: BaseException) -> int:
-    """Print the one line for `error` on stderr (with the path of its log if it was not a
-    `UserError`) and return the exit status: 2 for a `UserError`, else 1.
+    """Print the one line for `error` on stderr and return the exit status.
+
+    Returns:
+        2 for a `UserError`; else 1, and the line names the log holding the traceback.
     """
     if isinstance(error, UserError):
         print(error_line(error), file=sys.stderr)
@@ -114,8 +118,9 @@ def _excepthook(kind: type[BaseException], error: BaseException, tb: TracebackTy
 
 
 def neutralise_rich_tracebacks() -> None:
-    """Undo distilabel's `rich.traceback.install(show_locals=True)` and keep it from coming back
-    (a later `import distilabel` calls `install` again).
+    """Undo distilabel's `rich.traceback.install(show_locals=True)` and keep it from coming back.
+
+    A later `import distilabel` calls `install` again.
     """
     sys.excepthook = _excepthook
     try:

@@ -3,8 +3,6 @@
 Fan-out, seeding, retries on unparsable replies and failure records come from
 `steps.llm_step.LLMStep`; an agent step says which requests a work item needs (`requests`) and
 writes the parsed replies back (`apply`).
-
-(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
 """
 
 from pathlib import Path
@@ -20,7 +18,17 @@ __all__ = ["AgentTask", "OutputError", "Request"]
 
 
 class AgentTask(LLMStep):
-    """An AgentInstruct agent: rows are work items (`item_id`, `skill`), seeded per item."""
+    """An AgentInstruct agent: rows are work items, seeded per item; loads the taxonomy.
+
+    Input columns:
+        - item_id (`str`): the work item, for seeding.
+        - skill (`str`): its taxonomy skill id.
+
+    Output columns and failure reasons: LLMStep's, plus the subclass's.
+
+    References:
+        - AgentInstruct paper (arXiv 2407.03502) §2: agents per flow, driven by a taxonomy.
+    """
 
     taxonomy_dir: str = str(TAXONOMY_DIR)
     _taxonomy: Taxonomy = PrivateAttr()
@@ -31,6 +39,7 @@ class AgentTask(LLMStep):
         self._taxonomy = load_taxonomy(Path(self.taxonomy_dir))
 
     def skill(self, row: dict[str, Any]) -> Skill:
+        """The taxonomy skill of a work item (its `skill` column)."""
         return self._taxonomy.skill(row["skill"])
 
     @property

@@ -18,6 +18,26 @@ SEED_KEY = "seed"
 
 
 class ContentTransformation(AgentTask):
+    """Rewrites each seed into an intermediate text suited to the item's skill.
+
+    One request per work item to its transformation agent; the identity agent keeps the seed as
+    is, and an agent whose output is `apis` replies with an `ApiList` (tool use).
+
+    Input columns:
+        - item_id, skill: the work item.
+        - seed_text (`str`): the seed, already cut to the engine's context.
+        - transformation_agent (`str`): the agent id from the plan.
+
+    Output columns:
+        - passage (`str | None`): the transformed text (an API list as JSON for tool use).
+        - failed (`bool`): no passage; with LLMStep's failures, tokens, calls, engine_retries.
+
+    Failure reasons: `prompt_echo`, `placeholder`, and LLMStep's.
+
+    References:
+        - AgentInstruct paper (arXiv 2407.03502) §2, content transformation flow.
+    """
+
     stage: ClassVar[str] = "content_transformation"
 
     @property

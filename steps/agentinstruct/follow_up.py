@@ -17,6 +17,24 @@ def _render(messages: list[dict[str, str]]) -> str:
 
 
 class FollowUpQuestion(AgentTask):
+    """Writes user turn `turn` of multi-turn skills: an agent plays the user.
+
+    Only units whose conversation has `turn - 1` user turns and ends with an answer get a
+    request; skills with fewer `turns` pass through.
+
+    Input columns:
+        - item_id, skill: the work item.
+        - units (`list[dict]`): task versions, each with its `messages` so far.
+
+    Output columns:
+        - units: the same, a new user turn appended where a follow-up was written.
+
+    Failure reasons: `prompt_echo`, `placeholder`, and LLMStep's.
+
+    References:
+        - Orca-AgentInstruct-1M dataset card, `follow_up` split (multi-turn conversations).
+    """
+
     stage: ClassVar[str] = "follow_up"
     turn: int  # the user turn to write (2, 3, …); skills with fewer `turns` are left alone
 

@@ -40,6 +40,22 @@ class _RefinementTask(AgentTask):
 
 
 class Suggester(_RefinementTask):
+    """Proposes how to make each latest task version harder, toward the round's goal.
+
+    Input columns:
+        - item_id, skill: the work item.
+        - units (`list[dict]`): task versions; round `round - 1` ones are refined.
+        - refinement_goals (`list[str]`): the goal id of each round.
+
+    Output columns:
+        - suggestions (`list[dict]`): {task, text} per task that got a suggestion.
+
+    Failure reasons: LLMStep's.
+
+    References:
+        - AgentInstruct paper (arXiv 2407.03502) §2, instruction refinement flow (Suggester-Editor).
+    """
+
     stage: ClassVar[str] = "suggester"
 
     @property
@@ -64,6 +80,28 @@ class Suggester(_RefinementTask):
 
 
 class Editor(_RefinementTask):
+    """Rewrites each task (and the passage when the goal needs it) from its suggestions.
+
+    Every accepted edit adds a version of round `round`; earlier versions are kept, as in the
+    paper. An edit that breaks the skill's structure is rejected and recorded, the task keeping
+    its previous version.
+
+    Input columns:
+        - item_id, skill, instruction_agent: the work item.
+        - units, refinement_goals: as for the Suggester.
+        - suggestions (`list[dict]`): the Suggester's {task, text}.
+
+    Output columns:
+        - units: with the new versions appended.
+        - suggestions: emptied.
+
+    Failure reasons: `missing_options`, `invalid_api_list` (rejected edits), `prompt_echo`,
+    `placeholder`, and LLMStep's.
+
+    References:
+        - AgentInstruct paper (arXiv 2407.03502) §2, instruction refinement flow (Suggester-Editor).
+    """
+
     stage: ClassVar[str] = "editor"
 
     @property

@@ -27,6 +27,25 @@ def student_chat(context: Context, unit: dict[str, Any], tools_system: str) -> l
 
 
 class ResponseGeneration(AgentTask):
+    """The teacher's answer to every task version, and to each new user turn after it.
+
+    The teacher sees the task as the student will (`student_chat`): passage in the user turn,
+    APIs in the system turn, or the task alone. A unit whose first answer failed is dropped from
+    `units` (its failure is recorded); an unanswered follow-up turn is removed.
+
+    Input columns:
+        - item_id, skill, instruction_agent: the work item.
+        - units (`list[dict]`): task versions.
+
+    Output columns:
+        - units: each with `messages` ending in the teacher's answer.
+
+    Failure reasons: LLMStep's.
+
+    References:
+        - AgentInstruct paper (arXiv 2407.03502) §2 (the teacher answers the generated tasks).
+    """
+
     stage: ClassVar[str] = "response_generation"
 
     @property

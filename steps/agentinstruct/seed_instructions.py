@@ -29,6 +29,29 @@ def _task(item: str | Question | ToolRequest) -> tuple[str, str | None]:
 
 
 class SeedInstructionGeneration(AgentTask):
+    """Asks the item's instruction agent for a list of tasks of its type from the passage.
+
+    The reply's schema depends on the agent's output (plain tasks, questions, tool requests) and
+    is bounded by the number of tasks asked for (the plan's `tasks`, else `max_items`). Tasks
+    that break their skill's structure are rejected and recorded; a shortfall is recorded too.
+
+    Input columns:
+        - item_id, skill: the work item.
+        - passage (`str`): the transformed text.
+        - instruction_agent (`str`): the agent id; tasks (`int`, optional): tasks to ask for.
+
+    Output columns:
+        - units (`list[dict]`): one round-0 version per kept task.
+        - failed (`bool`): no task kept.
+
+    Failure reasons: `fewer_tasks`, `missing_options`, `duplicate_options`,
+    `answer_not_an_option`, `invalid_api_list`, `missing_call`, `unexpected_call`, `unknown_api`,
+    `unknown_argument`, `missing_required_argument`, and LLMStep's.
+
+    References:
+        - AgentInstruct paper (arXiv 2407.03502) §2, seed instruction generation flow.
+    """
+
     stage: ClassVar[str] = "seed_instruction_generation"
     max_items: int = 2  # tasks asked of each agent call
 

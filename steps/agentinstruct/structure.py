@@ -90,8 +90,10 @@ def echoes_prompt(text: str, taxonomy: Taxonomy) -> bool:
 
 
 def leftover_placeholders(text: str, source: str) -> list[str]:
-    """Template placeholders in `text` (outside code spans) that `source` — the prompt or the
-    passage the text was written from — does not contain, i.e. blanks nobody filled.
+    """Template placeholders in `text` (outside code spans) that `source` does not contain.
+
+    `source` is the prompt or the passage the text was written from: such a placeholder is a
+    blank nobody filled.
     """
     return [found for found in PLACEHOLDER.findall(CODE_SPAN.sub(" ", text)) if found not in source]
 
@@ -106,8 +108,9 @@ def text_problem(text: str, source: str, taxonomy: Taxonomy) -> str | None:
 
 
 def check_reply(text: str, request: Request | None, taxonomy: Taxonomy) -> None:
-    """Raise for a text reply that echoes its prompt or holds an unfilled placeholder, so the
-    stage retries it like a reply that does not parse.
+    """Raise for a text reply that echoes its prompt or holds an unfilled placeholder.
+
+    The stage then retries it like a reply that does not parse.
 
     Raises:
         OutputError: with reason `prompt_echo` or `placeholder`.
@@ -118,6 +121,7 @@ def check_reply(text: str, request: Request | None, taxonomy: Taxonomy) -> None:
 
 
 def option_letters(instruction: str) -> list[str]:
+    """The option letters (A, B, …) of the lettered option lines of a rendered task, in order."""
     return OPTION_LINE.findall(instruction)
 
 
@@ -128,8 +132,9 @@ def has_options(instruction: str) -> bool:
 
 
 def answer_names_option(answer: str, options: list[str]) -> bool:
-    """Whether the answer is an option's letter (`B`, `(B)`, `B) text`, `A, C` for select-all)
-    or the text of an option.
+    """Whether the answer is an option's letter or the text of an option.
+
+    Letters may be written `B`, `(B)`, `B) text`, or `A, C` for select-all.
     """
     letters = set(string.ascii_uppercase[: len(options)])
     answer = answer.strip()
@@ -157,8 +162,8 @@ def tool_request_problem(request: ToolRequest, apis: list[dict[str, Any]] | None
     """Why a tool-use request breaks its structure.
 
     A call where the scenario has none or none where it needs one, a call to an API not listed, an
-    argument the API does not take, a required parameter left out (agentinstruct.md §5: the four
-    scenarios).
+    argument the API does not take, a required parameter left out (AgentInstruct paper §2.3, tool
+    use: the four scenarios).
     """
     if apis is None:
         return "invalid_api_list"

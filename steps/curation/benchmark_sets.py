@@ -27,6 +27,8 @@ FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 @dataclass(frozen=True)
 class BenchmarkSet:
+    """A benchmark's items as plain texts, for decontamination."""
+
     name: str
     items: list[str]
 

@@ -42,6 +42,7 @@ def funnel_table(configs: list[str], config_of_row: np.ndarray, reason_of_row: n
 
 
 def read_previous_funnel(repo_dir: Path | None) -> pa.Table | None:
+    """The funnel a previous curation left in `repo_dir`, or None."""
     path = repo_dir / FUNNEL_FILE if repo_dir else None
     return pq.read_table(path) if path is not None and path.exists() else None
 

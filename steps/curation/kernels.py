@@ -92,8 +92,10 @@ def _context_class(data, i, end, in_word, prev):
 
 @numba.njit(cache=True)
 def tokenise(data, offsets, codes, ascii_classes, bmp_classes, unicode):
-    """Token hashes h = rotl(h, 7) ^ code(byte) over each token's bytes, token flags, a key and
-    a word count per document (see `ngrams` for the classes; the text is normalised already).
+    """Token hashes h = rotl(h, 7) ^ code(byte) over each token's bytes, and token flags.
+
+    Also a key and a word count per document (see `ngrams` for the classes; the text is
+    normalised already).
     """
     n_docs = offsets.shape[0] - 1
     # Room for a token per 4 bytes, grown when a document could overflow it (at most one per
@@ -218,6 +220,7 @@ def mark_patterns(hashes, offsets, flags, pattern_hashes, pattern_offsets, bit):
 
 @numba.njit(cache=True, inline="always")
 def rotl(x: np.uint64, r: int) -> np.uint64:
+    """Rotate the 64-bit `x` left by `r` bits (mod 64)."""
     r &= 63
     return (x << np.uint64(r)) | (x >> np.uint64((64 - r) & 63)) if r else x
 
@@ -333,8 +336,9 @@ def _run_width(size, max_pairs):
 
 @numba.njit(cache=True)
 def run_pairs(sorted_keys, order, max_pairs):
-    """Pairs (a, b), a < b, of rows whose keys are equal (see `_run_width` for big runs), and the
-    number of rows in runs too big to pair completely.
+    """Pairs (a, b), a < b, of rows whose keys are equal, and the rows left unpaired.
+
+    The count is of rows in runs too big to pair completely (see `_run_width`).
     """
     n = sorted_keys.shape[0]
     count = 0
@@ -470,8 +474,9 @@ def _side_differs(a, b, values, offsets, grams, gram_offsets, tokens, flags, tok
 
 @numba.njit(cache=True)
 def multiset_keys(hashes, offsets, flags, wanted):
-    """Per document, an order-free key of the multiset of its tokens flagged `wanted` (a sum of
-    mixed hashes): equal multisets give equal keys, so `1 / 2` and `1 // 2` differ.
+    """Per document, an order-free key of the multiset of its tokens flagged `wanted`.
+
+    A sum of mixed hashes: equal multisets give equal keys, so `1 / 2` and `1 // 2` differ.
     """
     n_docs = offsets.shape[0] - 1
     keys = np.zeros(n_docs, dtype=np.uint64)
@@ -594,6 +599,7 @@ def scan(words, word_offsets, n, bitmap, shift, table, bucket_starts, bucket_shi
 
 @numba.njit(cache=True)
 def bloom_filter(grams, blocks, shift):
+    """A blocked Bloom filter of `grams`: `blocks` uint64 words, block = gram >> shift."""
     bitmap = np.zeros(blocks, dtype=np.uint64)
     for g in grams:
         bitmap[g >> shift] |= bloom_mask(g)

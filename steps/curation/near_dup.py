@@ -55,11 +55,13 @@ class BandStore:
     """
 
     def __init__(self, bands: int) -> None:
+        """One temporary file of uint64 keys per band."""
         self._dir = tempfile.TemporaryDirectory(prefix="genteach-bands-")
         self._files = [Path(self._dir.name) / f"band{b}.u64" for b in range(bands)]
         self.rows = 0
 
     def append(self, keys: np.ndarray) -> None:
+        """Append the band keys of the next rows, shape (rows, bands)."""
         for band, path in enumerate(self._files):
             with open(path, "ab") as handle:
                 np.ascontiguousarray(keys[:, band]).tofile(handle)
@@ -67,8 +69,9 @@ class BandStore:
 
     def candidate_pairs(self, eligible: np.ndarray, max_pairs: int = MAX_PAIRS_PER_RUN
                         ) -> tuple[np.ndarray, int]:
-        """Unique (a, b) row pairs, a < b, that share at least one band key, and the number of
-        (row, band) entries in runs too big to pair completely.
+        """Unique (a, b) row pairs, a < b, that share at least one band key, and the rest.
+
+        The second value counts (row, band) entries in runs too big to pair completely.
         """
         rows = np.flatnonzero(eligible)
         # Sort keys with the row number packed into their low bits: a plain sort of uint64 is
@@ -87,13 +90,15 @@ class BandStore:
         return pairs, oversized
 
     def close(self) -> None:
+        """Delete the band files."""
         self._dir.cleanup()
 
 
 @dataclass
 class ShingleSets:
-    """Exact shingle sets of the candidate rows (only these are kept for verification), with
-    each row's shingles in text order and its token flags, for `differs`.
+    """Exact shingle sets of the candidate rows (only these are kept for verification).
+
+    Also each row's shingles in text order and its token flags, for `differs`.
     """
 
     rows: np.ndarray  # sorted global row numbers
@@ -126,6 +131,7 @@ class ShingleSets:
         return np.searchsorted(self.rows, pairs[:, 0]), np.searchsorted(self.rows, pairs[:, 1])
 
     def jaccard(self, pairs: np.ndarray) -> np.ndarray:
+        """Per pair (rows of shape (n, 2)), the exact Jaccard similarity of their shingle sets."""
         return kernels.jaccard(self.values, self.offsets, *self._index(pairs))
 
     def differs(self, pairs: np.ndarray, shingle_words: int) -> np.ndarray:

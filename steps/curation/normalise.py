@@ -28,6 +28,8 @@ DedupOn = Literal["conversation", "user"]
 
 @dataclass(frozen=True)
 class Texts:
+    """The texts of a batch that filters and dedup read, one entry per row."""
+
     user: pa.Array
     assistant: pa.Array
     conversation: pa.Array

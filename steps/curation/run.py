@@ -182,9 +182,11 @@ def analyse(inputs: list[ConfigInput], config: CurationConfig, progress: bool = 
 
 
 def _point_at_kept_rows(decisions: Decisions) -> None:
-    """An exact copy of a row that a later stage removed names the row that one names instead,
-    with that row's similarity (equal texts have equal similarities). One hop only: the named
-    row was a verified duplicate of the removed one, not necessarily of the row it names.
+    """Point exact copies of a row removed later at the row that one names.
+
+    The copy takes that row's similarity too (equal texts have equal similarities). One hop
+    only: the named row was a verified duplicate of the removed one, not necessarily of the row
+    it names.
     """
     exact = decisions.code("exact_dedup", "exact_duplicate")
     dup = decisions.duplicate_of
@@ -274,8 +276,15 @@ def _embedding_dedup(decisions: Decisions, rank: np.ndarray, config: CurationCon
 
 def curate(inputs: str | Path | list[str | Path], out_dir: str | Path,
            config: CurationConfig | None = None, progress: bool = True) -> pa.Table:
-    """Curate `inputs` (Parquet files/globs, a dataset folder, or Hub ids) into the dataset folder
-    `out_dir` (may be the input folder: configs are replaced atomically). Returns the funnel.
+    """Curate `inputs` (Parquet files/globs, a dataset folder, or Hub ids) into `out_dir`.
+
+    `out_dir` is a dataset folder and may be the input folder (configs are replaced atomically).
+
+    Returns:
+        The funnel: rows per (stage, reason).
+
+    Raises:
+        UserError: bad inputs or benchmarks, checked before any work.
     """
     config = config or CurationConfig()
     check_benchmarks(config.benchmarks)  # before any work, Hub inputs included

@@ -68,19 +68,28 @@ def _is_messages(dtype: pl.DataType) -> bool:
 
 @dataclass(frozen=True)
 class ConfigInput:
+    """The Parquet files of one dataset config."""
+
     config: str
     files: tuple[Path, ...]
 
     def scan(self) -> pl.LazyFrame:
+        """A lazy scan of all the files."""
         return pl.scan_parquet(list(self.files))
 
     def schema(self) -> pl.Schema:
+        """The files' schema.
+
+        Raises:
+            UserError: a file cannot be read as Parquet.
+        """
         try:
             return self.scan().collect_schema()
         except Exception as error:  # polars raises several types for unreadable files
             raise UserError(f"input {self.files[0]}: cannot read it as Parquet ({error})") from None
 
     def batches(self, columns: list[str], rows: int) -> Iterator[pl.DataFrame]:
+        """The `columns` in frames of `rows` rows, in file order."""
         yield from self.scan().select(columns).collect_batches(chunk_size=rows)
 
     def rows(self, wanted: np.ndarray, columns: list[str] | None = None) -> pl.DataFrame:

@@ -33,6 +33,11 @@ class LlamaCppTokenizer:
     """
 
     def __init__(self, model_path: str) -> None:
+        """Load only the vocabulary of the GGUF at `model_path` (no weights).
+
+        Raises:
+            UserError: llama.cpp cannot read the file's vocabulary.
+        """
         import llama_cpp
 
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # as Llama(verbose=False)
@@ -45,6 +50,7 @@ class LlamaCppTokenizer:
         self._api, self._vocab = llama_cpp, llama_cpp.llama_model_get_vocab(model)
 
     def __call__(self, text: str) -> list[int]:
+        """Token ids of `text`, without BOS; special tokens count as text."""
         data = text.encode("utf-8")
         size = len(data) + 8  # a byte-level vocabulary never needs more tokens than bytes
         while True:

@@ -1,12 +1,9 @@
-"""The language of each conversation's first instruction, with lingua, as Magpie tags it (§7).
+"""The language of each conversation's first instruction, with lingua, as Magpie tags it.
 
 lingua ships its language models inside the wheel: it works offline, with no download at run
 time. Loading the models of all 75 languages takes tens of seconds on a small CPU, once per run;
 `languages` narrows the candidates (and the load) when the possible languages are known.
 """
-
-# No `from __future__ import annotations`: distilabel reads the `StepInput` hint of process()
-# at run time and does not resolve string annotations.
 
 from typing import Any
 
@@ -50,6 +47,18 @@ def detect_language(detector: Any, text: str) -> str | None:
 
 
 class DetectLanguage(Step):
+    """Adds the language of each live conversation's text, by lingua.
+
+    Input columns:
+        - messages (`list[dict]`), failed (`bool`).
+
+    Output columns:
+        - language (`str | None`): ISO 639-1 code; None for failed conversations.
+
+    References:
+        - Magpie's tagger (magpie-align/magpie `exp/unitag.py`): language by lingua.
+    """
+
     languages: list[str] | None = None
     _detector: Any = PrivateAttr(default=None)
 

@@ -7,9 +7,6 @@ The pipeline runs in a fresh Python process (run_magpie says why). `make_magpie_
 call other flows use (orca3_mix's `--magpie-share`).
 """
 
-# No `from __future__ import annotations`: distilabel reads the `StepInput` hint of process()
-# at run time and does not resolve string annotations.
-
 import json
 import subprocess
 import sys

@@ -1,6 +1,6 @@
 """The reward-model hook: scores from a reward model served next to an OpenAI-compatible API.
 
-Magpie scores conversations with a reward model (FsfairX-LLaMA3-RM, magpie.md §7) and filters on
+Magpie scores conversations with a reward model (FsfairX-LLaMA3-RM, Magpie paper §3) and filters on
 it. Nothing here invents a score: without a configured reward model the `reward` column is null
 and the presets report their reward thresholds as not applied. To fill it, serve one with vLLM
 
@@ -11,9 +11,6 @@ conversation goes as chat `messages` to the server's pooling endpoint (`/pooling
 the reward is the last number in the answer's `data[0].data`, i.e. the score at the last token
 for models that return one per token. $OPENAI_API_KEY, when set, is sent as the bearer token.
 """
-
-# No `from __future__ import annotations`: distilabel reads the `StepInput` hint of process()
-# at run time and does not resolve string annotations.
 
 import os
 from typing import Any, Self
@@ -35,6 +32,8 @@ class RewardError(Exception):
 
 
 class RewardEndpoint(BaseModel):
+    """A reward model behind vLLM's pooling API (`openai:MODEL@URL`)."""
+
     model_config = ConfigDict(frozen=True)
 
     model: str
@@ -42,8 +41,12 @@ class RewardEndpoint(BaseModel):
     timeout_s: float = 60.0
 
     @classmethod
-    @override
-    def parse(cls, spec: str) -> Self:
+    def parse(cls, spec: str) -> Self:  # type: ignore[override]
+        """The endpoint of an `openai:MODEL@BASE_URL` engine spec.
+
+        Raises:
+            UserError: the spec names no server URL (`--reward-engine`).
+        """
         engine = EngineSpec.parse(spec)
         if engine.base_url is None:  # a server kind: the reward model is served, not loaded
             raise UserError(f"--reward-engine {spec!r}: use openai:MODEL@BASE_URL (a vLLM server "
@@ -52,9 +55,15 @@ class RewardEndpoint(BaseModel):
 
     @property
     def pooling_url(self) -> str:
+        """The /pooling URL next to the OpenAI-compatible base URL."""
         return self.base_url.rstrip("/").removesuffix("/v1") + "/pooling"
 
     def score(self, messages: list[dict[str, str]]) -> float:
+        """The reward of a conversation.
+
+        Raises:
+            RewardError: the call failed or the answer holds no number.
+        """
         headers = {}
         if key := os.environ.get("OPENAI_API_KEY"):
             headers["Authorization"] = f"Bearer {key}"

@@ -1,4 +1,4 @@
-"""Magpie's conversation loop as distilabel steps (magpie.md §1, §5).
+"""Magpie's conversation loop as distilabel steps (Magpie paper, arXiv 2406.08464, §2).
 
     MagpieConversations          N empty conversations, each with its steering domain
     MagpieInstruction            the model writes the next user turn from the pre-query prompt
@@ -28,7 +28,8 @@ class MagpieConversations(GeneratorStep):
 
     The last batch is flagged as last when the rows run out, whatever the remainder:
     distilabel's MagpieGenerator does so only when `num_rows` is a multiple of `batch_size`
-    and otherwise overshoots and hangs (magpie.md §10.3).
+    and otherwise overshoots and hangs (distilabel 1.5.3: 10 rows in batches of 4 give 12 rows,
+    then no `last_batch`).
     """
 
     num_rows: int = Field(ge=1)
@@ -58,8 +59,19 @@ class MagpieInstruction(MagpieTask):
     """The next user turn: the pre-query prompt of the conversation so far, completed by the model.
 
     `system_prompts` maps each domain to the system prompt of this turn's instruction prompt
-    (None: none). The instruction is stripped; an empty one (`empty_instruction`) or an engine
-    error ends the conversation as a failure.
+    (None: none). The instruction is stripped.
+
+    Input columns:
+        - conversation_id, domain, messages, failures, failed: the conversation so far.
+
+    Output columns:
+        - messages (`list[dict]`): with the new user turn; failed: true when none was written.
+
+    Failure reasons: `empty_instruction`, the engine's (LLMStep).
+
+    References:
+        - Magpie paper (arXiv 2406.08464) §2: step 1, instruction generation; multi-turn and
+          domain steering by system prompt.
     """
 
     template: ChatTemplate
@@ -76,6 +88,7 @@ class MagpieInstruction(MagpieTask):
         return [*super().outputs, "messages"]
 
     def history(self, row: dict[str, Any]) -> list[Message]:
+        """The conversation so far, after this domain's system prompt when it has one."""
         system = self.system_prompts[row["domain"]]
         return [*([{"role": "system", "content": system}] if system else []), *row["messages"]]
 
@@ -102,7 +115,17 @@ class MagpieResponse(MagpieTask):
 
     With a `template` the prompt is its raw rendering (the instruction engine answering itself);
     without, the engine gets chat messages and applies its own (a different response engine).
-    An empty response (`empty_response`) or an engine error ends the conversation as a failure.
+
+    Input columns:
+        - conversation_id, domain, messages, failures, failed: the conversation so far.
+
+    Output columns:
+        - messages (`list[dict]`): with the new assistant turn; failed: true when none was written.
+
+    Failure reasons: `empty_response`, the engine's (LLMStep).
+
+    References:
+        - Magpie paper (arXiv 2406.08464) §2: step 2, response generation.
     """
 
     template: ChatTemplate | None = None

@@ -1,5 +1,7 @@
-"""Connect to Argilla with a URL and key from flags or the environment, and turn every failure
-into one `UserError` line. The key is only handed to the SDK: never printed, logged or written.
+"""Connect to Argilla with a URL and key from flags or the environment.
+
+Every failure becomes one `UserError` line. The key is only handed to the SDK: never printed,
+logged or written.
 """
 
 from __future__ import annotations
