@@ -11,9 +11,12 @@ import ast
 import importlib
 import inspect
 import json
+import os
 import pkgutil
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +36,7 @@ from steps.magpie.turns import MagpieConversations, MagpieResponse
 from steps.pipeline import Pipeline
 from steps.rest_em.estep import KeepCorrect
 
+ROOT = Path(__file__).resolve().parent.parent
 REPLY = "Bees dance to show where the flowers are; the angle points at the sun."
 
 
@@ -112,24 +116,35 @@ ROW = {
 }
 
 
-def test_one_row_runs_through_each_kind_of_step_in_a_pipeline() -> None:
-    started = time.perf_counter()
+def run_one_row_pipeline() -> dict[str, list[dict[str, Any]]]:
+    """One row through a step of each kind, each a branch of one pipeline: the leaves' rows."""
     with Pipeline(name="every-kind-of-step") as pipeline:
         load = LoadDataFromDicts(name="load", data=[ROW], batch_size=1)
-        leaves = {
-            "curate": CurateRows(name="curate"),
-            "transform": ContentTransformation(name="transform", llm=StubLLM()),
-            "suggest": Suggester(name="suggest", llm=StubLLM(), round=1),
-            "answer": ResponseGeneration(name="answer", llm=StubLLM()),
-            "respond": MagpieResponse(name="respond", llm=StubLLM()),
-            "keep": KeepCorrect(name="keep"),
-        }
-        for leaf in leaves.values():
+        leaves = [
+            CurateRows(name="curate"),
+            ContentTransformation(name="transform", llm=StubLLM()),
+            Suggester(name="suggest", llm=StubLLM(), round=1),
+            ResponseGeneration(name="answer", llm=StubLLM()),
+            MagpieResponse(name="respond", llm=StubLLM()),
+            KeepCorrect(name="keep"),
+        ]
+        for leaf in leaves:
             load >> leaf
-        conversations = MagpieConversations(name="conversations", num_rows=1, domains=["general"])
-        conversations >> PackConversations(name="pack", total=1)
+        MagpieConversations(name="conversations", num_rows=1, domains=["general"]) >> PackConversations(
+            name="pack", total=1)
     distiset = pipeline.run(use_cache=False)
-    rows = {name: distiset[name]["train"].to_list() for name in [*leaves, "pack"]}
+    return {name: distiset[name]["train"].to_list()
+            for name in ["curate", "transform", "suggest", "answer", "respond", "keep", "pack"]}
+
+
+def test_one_row_runs_through_each_kind_of_step_in_a_pipeline() -> None:
+    """In a fresh process: distilabel forks its step processes, and a fork after an in-process
+    llama.cpp (loaded by other tests of the session) hangs."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
     assert all(len(got) == 1 for got in rows.values()), {k: len(v) for k, v in rows.items()}
     assert rows["transform"][0]["passage"] == REPLY and rows["transform"][0]["failed"] is False
     assert rows["suggest"][0]["suggestions"] == [{"task": 0, "text": REPLY}]
@@ -139,4 +154,8 @@ def test_one_row_runs_through_each_kind_of_step_in_a_pipeline() -> None:
     assert rows["keep"][0]["kept"] == [1]
     assert rows["curate"][0]["item_id"] == "i0"
     assert json.loads(rows["pack"][0]["conversation"])["conversation_id"] == 0
-    print(f"pipeline of {len(leaves) + 3} steps ran in {time.perf_counter() - started:.1f}s")
+    print(f"one-row pipeline of 9 steps: {time.perf_counter() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_one_row_pipeline(), default=str))
