@@ -70,10 +70,10 @@ def request_seed(seed: int, row_id: Any, stage: str, key: Hashable, attempt: int
 
 
 def row_failed(row: dict[str, Any]) -> bool:
-    """Failed upstream.
+    """Whether the row failed upstream.
 
-    Marked failed, or `failed` is None because a step raised and distilabel forwarded its batch with every
-    output set to None.
+    Marked failed, or `failed` is None because a step raised and distilabel forwarded its batch
+    with every output set to None.
     """
     return bool(row.get("failed")) or ("failed" in row and row["failed"] is None)
 

@@ -183,10 +183,9 @@ class ContaminationReport:
 
 def best_item_per_row(index: BenchmarkIndex, found: Overlaps, tokens: Words
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each flagged row.
+    """(row, item, coverage) for each flagged row, with the item it is attributed to.
 
-    (row, item, coverage) of the item it is attributed to (the module docstring says which). `tokens`: the
-    batch's tokens, numbers not masked.
+    The module docstring says which item. `tokens`: the batch's tokens, numbers not masked.
     """
     if len(found.row) == 0:
         return found.row, found.item, found.coverage

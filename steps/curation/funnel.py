@@ -98,10 +98,10 @@ def _sampled_tokens(decisions: Decisions, config: CurationConfig,
 
 def curation_stats(decisions: Decisions, config: CurationConfig,
                    columns: dict[str, list[str]]) -> dict[str, Any]:
-    """stats.json.
+    """The content of stats.json.
 
-    Per config the kept rows' words, turns, sampled tokens and skills, plus the decontamination report and
-    near-dup pair counts.
+    Per config the kept rows' words, turns, sampled tokens and skills, plus the decontamination
+    report and near-dup pair counts.
     """
     kept = decisions.reason < 0
     names = np.array([i.config for i in decisions.inputs], dtype=object)

@@ -242,10 +242,10 @@ def roll(acc: np.uint64, leaving: np.uint64, entering: np.uint64, width: int) ->
 
 @numba.njit(cache=True, inline="always")
 def gram_hash(acc: np.uint64) -> np.uint64:
-    """Finalise a gram state (xor-multiply-xor.
+    """Finalise a gram state by xor-multiply-xor.
 
-    One multiply, enough for word hashes that are random already); near-dup takes bins from its high half
-    and values from its low half.
+    One multiply is enough for word hashes that are random already; near-dup takes bins from its
+    high half and values from its low half.
     """
     acc ^= acc >> np.uint64(32)
     acc *= np.uint64(0xD6E8FEB86659FD93)
@@ -510,7 +510,7 @@ def differs(values, offsets, grams, gram_offsets, tokens, flags, token_offsets, 
 
 @numba.njit(cache=True)
 def keep_greedy(pairs, similarity, rank, n_rows):
-    """Rows in rank order.
+    """Keep one row per group of verified near-duplicates, visiting rows in rank order.
 
     A row is removed as a duplicate of its most similar neighbour that is kept and of smaller rank (ties:
     smaller rank), so it is a verified pair with the row it names. Returns duplicate_of (-1 = kept) and
