@@ -81,15 +81,18 @@ def write_error_log(error: BaseException) -> Path:
 def error_line(error: BaseException) -> str:
     """The one line printed for `error`.
 
-    Its message's first line, scrubbed of secrets and local paths, prefixed with its type unless it is a
-    `UserError`.
+    Its message's first line, scrubbed of secrets and local paths (relative to the working
+    folder where they are inside it, else portable), prefixed with its type unless it is a
+    `UserError`. Only a message we did not write is cut to `MAX_MESSAGE_CHARS`: a `UserError`
+    ends with what to do next.
     """
-    from steps.publish.scrub import scrub_text  # here: steps.publish imports this module
+    from steps.publish.scrub import scrub_paths, scrub_text  # (steps.publish imports this module)
 
     lines = str(error).strip().splitlines()
-    message = _local_paths(scrub_text(lines[0] if lines else ""))[:MAX_MESSAGE_CHARS]
+    message = scrub_paths(_local_paths(scrub_text(lines[0] if lines else "")))
     if isinstance(error, UserError):
         return f"error: {message}"
+    message = message[:MAX_MESSAGE_CHARS]
     return f"error: {type(error).__name__}: {message}" if message else f"error: {type(error).__name__}"
 
 

@@ -2,7 +2,7 @@
 
 The estimate walks the planned work through every stage the recipe will run, renders the actual
 prompts (the agent steps' own `requests`, the engine's own chat template) and counts their
-tokens with the engine's tokenizer: a GGUF's vocabulary through llama.cpp (`vocab_only`), a local
+tokens with the engine's tokenizer: a GGUF's vocabulary through llama.cpp (`steps.llms.tokenizer`), a local
 `tokenizer.json` for a served model, else the embedded SmolLM2 vocabulary as a stand-in (the
 result says which). Text that only exists once generated (a passage, a task, an answer) counts
 as its expected length, `ratio × max_new_tokens`, with one ratio for agent replies and one for
@@ -73,18 +73,11 @@ class PromptCounter:
 
 
 def _gguf_counter(path: Path, label: str) -> PromptCounter:
-    import llama_cpp
-
+    from steps.llms.tokenizer import LlamaCppTokenizer
     from steps.magpie.chat_template import from_gguf
 
     template = from_gguf(path)
-    model = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    vocab = llama_cpp.llama_model_get_vocab(model.model)
-
-    def count(text: str, _keep_alive: Any = model) -> int:  # the vocab lives in the model
-        data = text.encode()  # no output buffer: llama.cpp returns -(tokens needed)
-        return -llama_cpp.llama_tokenize(vocab, data, len(data), None, 0, False, True)
-
+    count = LlamaCppTokenizer(str(path), parse_special=True).count
     return PromptCounter(f"{label} tokenizer and chat template (GGUF, llama.cpp)", count,
                          lambda m: template.render(m, add_generation_prompt=True),
                          template.engine_adds_bos)

@@ -32,8 +32,11 @@ class LlamaCppTokenizer:
     this process before distilabel forks its workers), through llama.cpp's C API.
     """
 
-    def __init__(self, model_path: str) -> None:
+    def __init__(self, model_path: str, parse_special: bool = False) -> None:
         """Load only the vocabulary of the GGUF at `model_path` (no weights).
+
+        With `parse_special`, markers such as `<|im_start|>` in the text count as the one special
+        token they are (for rendered chat templates); else as the plain text they spell.
 
         Raises:
             UserError: llama.cpp cannot read the file's vocabulary.
@@ -48,15 +51,23 @@ class LlamaCppTokenizer:
             raise UserError(f"engine: cannot read the vocabulary of {Path(model_path).name}")
         weakref.finalize(self, llama_cpp.llama_model_free, model)  # also at exit, in order
         self._api, self._vocab = llama_cpp, llama_cpp.llama_model_get_vocab(model)
+        self._parse_special = parse_special
 
     def __call__(self, text: str) -> list[int]:
-        """Token ids of `text`, without BOS; special tokens count as text."""
+        """Token ids of `text`, without BOS."""
         data = text.encode("utf-8")
         size = len(data) + 8  # a byte-level vocabulary never needs more tokens than bytes
         while True:
             tokens = (self._api.llama_token * size)()
             count = self._api.llama_tokenize(self._vocab, data, len(data), tokens, size,
-                                             False, False)  # no BOS; special tokens as text
+                                             False, self._parse_special)  # no BOS
             if count >= 0:
                 return tokens[:count]
             size = -count  # too small: llama.cpp says how many it needs
+
+    def count(self, text: str) -> int:
+        """How many tokens `text` has, without BOS (no ids are copied: about 2x faster)."""
+        data = text.encode("utf-8")
+        # No output buffer: llama.cpp answers -(tokens needed).
+        return -self._api.llama_tokenize(self._vocab, data, len(data), None, 0, False,
+                                         self._parse_special) if data else 0

@@ -113,10 +113,14 @@ def portable(value: Any) -> Any:
     return value
 
 
+def scrub_paths(text: str) -> str:
+    """`text` with every absolute path portable (`portable_path`)."""
+    return _ABSOLUTE.sub(lambda m: portable_path(m["path"]), text)
+
+
 def scrub_local(text: str) -> str:
     """`text` with absolute paths portable, URL hosts as `<host>`, user and host names replaced."""
-    text = _URL_HOST.sub(lambda m: f"{m['scheme']}{HOST}", text)
-    text = _ABSOLUTE.sub(lambda m: portable_path(m["path"]), text)
+    text = scrub_paths(_URL_HOST.sub(lambda m: f"{m['scheme']}{HOST}", text))
     for name, stand_in in _local_names():
         text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", stand_in, text)
     return text

