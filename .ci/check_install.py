@@ -25,7 +25,7 @@ assert "site-packages" in package.parts, f"steps imported from {package}, not an
 taxonomy = load_taxonomy()
 skills = taxonomy.resolve(["rc", "code_"])
 seeds = load_seeds(str(SAMPLE_SEEDS), None)
-items = plan_items(skills, seeds, 4, {s.id: 1.0 for s in skills}, seed=7, rows_per_item=1,
+items = plan_items(skills, seeds, 4, {s.id: 1.0 for s in skills}, seed=7, tasks_per_item=1,
                    refinement_rounds=0)
 with tempfile.TemporaryDirectory() as tmp:
     folder = Path(tmp)
