@@ -69,7 +69,7 @@ def supports(script: Path, option: str) -> bool:
 
 
 def command(flow: str, url: str, out: Path, args: argparse.Namespace, knob: str, n: int) -> list[str]:
-    engine = f"openai:m@{url}"
+    engine = f"openai:double@{url}"  # the model the double serves
     if flow == "magpie":
         cmd = [str(REPO_ROOT / "pipelines" / "magpie.py"), "--rows", str(args.rows), "--engine",
                engine, "--template", "chatml", "--turns", str(args.turns)]
