@@ -30,6 +30,7 @@ from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_
 
 TRIES = "tries"  # one file per try of the run: its elapsed wall time
 ORDER = "_order"  # hidden sort key: item, task, round, so configs come out in plan order
+BUDGET_WINDOW = 2  # batches fed ahead of the last commit while a budget cap is set
 CHECKPOINT_SCHEMA = ROW_SCHEMA.append(pa.field(ORDER, pa.int64())).append(
     pa.field("quota", pa.int64()))
 
@@ -40,7 +41,8 @@ class PlannedItems(GeneratorStep):
     With a budget (`--max-tokens-total`, `--max-cost`: steps.estimate.TokenBudget) it checks,
     before each batch, the tokens that committed batches in `batches_dir` have used, and stops
     feeding once the cap is reached: the items not fed stay not done, for a rerun with a higher
-    cap. Batches already fed run to the end, so a run can pass its cap by what is in flight.
+    cap. Batches already fed run to the end (and one more item, as distilabel needs a last
+    batch), so a run can pass its cap by what is in flight.
     """
 
     plan_path: str
@@ -62,12 +64,27 @@ class PlannedItems(GeneratorStep):
         budget = TokenBudget(self.max_tokens_total, self.max_cost, self.price_in, self.price_out)
         capped = self.batches_dir is not None and (self.max_tokens_total or self.max_cost)
         for start in range(offset, len(items), self.batch_size):
-            if capped and budget.reached(Checkpoints(Path(self.batches_dir)).tokens):
-                self._logger.warning(budget.reached(Checkpoints(Path(self.batches_dir)).tokens))
-                yield [], True  # the rest stays not done
-                return
+            if capped:
+                # distilabel asks a generator for batches long before the last step commits
+                # them: with a cap, only BUDGET_WINDOW batches are uncommitted at a time, so the
+                # run passes its cap by at most what they use.
+                checkpoints = self._committed(
+                    items[: max(0, start - (BUDGET_WINDOW - 1) * self.batch_size)])
+                if reason := budget.reached(checkpoints.tokens):
+                    self._logger.warning(reason)
+                    # distilabel ends a run only on a non-empty last batch: one more item,
+                    # the rest stays not done, for a rerun with a higher cap
+                    yield items[start : start + 1], True
+                    return
             batch = items[start : start + self.batch_size]
             yield batch, start + len(batch) >= len(items)
+
+    def _committed(self, fed: list[dict[str, Any]], poll_s: float = 0.2) -> "Checkpoints":
+        """The checkpoints once every item of `fed` is committed (waits for the last step)."""
+        wanted = {item["item_id"] for item in fed}
+        while not wanted <= (checkpoints := Checkpoints(Path(str(self.batches_dir)))).done:
+            time.sleep(poll_s)
+        return checkpoints
 
 
 class CheckpointWriter(Step):
@@ -108,9 +125,6 @@ class CheckpointWriter(Step):
                 for failure in item.get("failures") or []]
 
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
-        if not inputs:  # the generator stopped at a budget cap: nothing to commit
-            yield []
-            return
         batch = Path(self.work_dir) / stable_id(sorted(i["item_id"] for i in inputs))
         batch.parent.mkdir(parents=True, exist_ok=True)
         rows = [row for item in inputs for row in self._rows(item)]
