@@ -117,7 +117,8 @@ def test_magpie_with_every_request_failing_records_engine_reasons(server: OpenAI
     server.configure(fail_rate=1.0, fail_status=500)
     done = subprocess.run(
         [sys.executable, str(MAGPIE), "--rows", "4", "--engine", f"openai:double@{server.url}",
-         "--template", "chatml", "--batch-size", "4", "--request-retries", "0", "--output-dir", str(tmp_path)],
+         "--template", "chatml", "--batch-size", "4", "--request-retries", "0",
+         "--output-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, env=ENV,
         check=False)
     assert done.returncode == 3, done.stderr[-2000:]

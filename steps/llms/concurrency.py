@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from multiprocessing.managers import SyncManager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from steps.engines import EngineSpec
 
@@ -29,8 +29,12 @@ def default_concurrency(spec: str) -> int:
 
 
 def items_per_batch(batch_size: int, max_concurrency: int, specs: Iterable[str]) -> int:
-    """Work items per distilabel batch: at least `batch_size`, and for server engines at least
-    `max_concurrency`, so that one step's batch (≥ 1 request per item) can fill the server."""
+    """Work items per distilabel batch for a run's engines.
+
+    At least `batch_size`, and for server engines at least `max_concurrency`, so that one step's
+    batch (≥ 1 request per item) can fill the server. Bigger batches measured better than
+    N ÷ 2 (benchmarks/server_concurrency.py): each step still overlaps the next one's batch.
+    """
     if any(EngineSpec.parse(s).base_url is not None for s in specs):
         return max(batch_size, max_concurrency)
     return batch_size
@@ -44,6 +48,7 @@ class ServerSlots:
     """
 
     def __init__(self, specs: Iterable[str], max_concurrency: int) -> None:
+        """Slots for the servers among the engine `specs`, `max_concurrency` each."""
         self._urls = sorted({str(e.base_url) for e in map(EngineSpec.parse, specs)
                              if e.base_url is not None})
         self.max_concurrency = max_concurrency
@@ -51,6 +56,7 @@ class ServerSlots:
         self._slots: dict[str, Any] = {}
 
     def __enter__(self) -> ServerSlots:
+        """Start the manager process that holds the semaphores (only when a server is used)."""
         if self._urls:
             self._manager = multiprocessing.Manager()
             self._slots = {url: self._manager.BoundedSemaphore(self.max_concurrency)
@@ -58,14 +64,16 @@ class ServerSlots:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop the manager process."""
         if self._manager is not None:
             self._manager.shutdown()
         self._manager, self._slots = None, {}
 
     def serve(self, llm: Any, spec: str, timeout_s: float | None = None,
               retries: int | None = None) -> Any:
-        """`llm` (built by steps.engines.build_llm from `spec`) with this run's slots, pool
-        size, request timeout (seconds per HTTP attempt) and retries per request when it talks
+        """Set `llm` (built by steps.engines.build_llm from `spec`) to this run's serving.
+
+        The slots, pool size, request timeout (seconds per HTTP attempt) and retries per request when it talks
         to a server; any other engine is returned unchanged.
         """
         if hasattr(llm, "share_slots"):
@@ -91,16 +99,19 @@ class SlotGate:
     """
 
     def __init__(self, semaphore: Any) -> None:
+        """A gate to `semaphore` (a manager proxy of a BoundedSemaphore)."""
         self._semaphore = semaphore
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SlotGate:
+        """A gate to the same semaphore."""
         # distilabel deep-copies each step before starting it; a copy must share the slots
         # (a manager proxy's own deepcopy would fetch the semaphore itself, which cannot move).
         return SlotGate(self._semaphore)
 
     def __getstate__(self) -> dict[str, Any]:
+        """The semaphore only (an asyncio lock belongs to one process's loop)."""
         return {"_semaphore": self._semaphore, "_lock": None, "_loop": None}
 
     def _local_lock(self) -> asyncio.Lock:

@@ -100,12 +100,15 @@ class OpenAICompatibleEngine(OpenAILLM):
             raise UserError(f"{url} does not serve model {spec.model!r} (it serves: {shown})")
 
     def share_slots(self, semaphore: Any) -> None:
-        """Take a slot of `semaphore` (shared by every step process, steps.llms.concurrency)
-        for each HTTP attempt, so that the run's requests in flight to this server stay ≤ its
-        size."""
+        """Take a slot of `semaphore` for each HTTP attempt (None: no limit).
+
+        The semaphore is shared by every step process (steps.llms.concurrency), so the run's
+        requests in flight to this server stay ≤ its size.
+        """
         self._gate = SlotGate(semaphore) if semaphore is not None else None
 
     def load(self) -> None:
+        """Load the client with a connection pool of `max_concurrency` and the breaker."""
         from openai import AsyncOpenAI
 
         super().load()
