@@ -81,6 +81,13 @@ class MagpieConfig(RecipeConfig):
                                         "one request before it is retried")
     request_retries: int = run_option(6, ge=0, description="retries per request on server "
                                       "errors, 429s and timeouts (with backoff)")
+    estimate: bool = run_option(False, description="print the run's requests, tokens, time and "
+                                "cost, then exit without generating")
+    throughput: float | None = run_option(None, gt=0, description="generated tokens/s for "
+                                          "--estimate")
+    price_in: float | None = run_option(None, ge=0, description="price per million input tokens")
+    price_out: float | None = run_option(None, ge=0, description="price per million output "
+                                         "tokens")
 
     @field_validator("filter")
     @classmethod
