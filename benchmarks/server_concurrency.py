@@ -6,7 +6,7 @@
 
 Starts the project's protocol double of an OpenAI-compatible server (tests/openai_double.py) with
 a fixed latency per request (1 s by default, no faults, unlimited parallelism), then runs the
-recipe's CLI against it once per setting (`--agent-llm/--teacher openai:m@URL`, or Magpie's
+recipe's CLI against it once per setting (`--agent-llm/--teacher openai:double@URL`, or Magpie's
 `--engine`), each in a fresh process with its own output folder. The double counts the requests,
 the peak and the time-weighted mean of the requests in flight over its busy window (first request
 to last answer).
@@ -69,7 +69,7 @@ def supports(script: Path, option: str) -> bool:
 
 
 def command(flow: str, url: str, out: Path, args: argparse.Namespace, knob: str, n: int) -> list[str]:
-    engine = f"openai:m@{url}"
+    engine = f"openai:double@{url}"  # the model the double serves
     if flow == "magpie":
         cmd = [str(REPO_ROOT / "pipelines" / "magpie.py"), "--rows", str(args.rows), "--engine",
                engine, "--template", "chatml", "--turns", str(args.turns)]

@@ -44,12 +44,30 @@ def magpie_engines(config: MagpieConfig) -> dict[str, EngineRecord]:
     return engines
 
 
+def print_estimate(config: MagpieConfig) -> None:
+    """`--estimate`: the run's requests, tokens, time and cost per stage; nothing generated."""
+    from steps.estimate import DEFAULT_RATIOS, estimate_magpie, prompt_counter, render, summarise
+
+    counter = prompt_counter(config.engine)
+    responder = prompt_counter(config.response_engine or config.engine)
+    judge = prompt_counter(config.judge_engine) if config.judge_engine else None
+    stages = estimate_magpie(config, counter=counter, responder=responder, judge=judge)
+    print(render(summarise(stages, {"instruction": counter.description,
+                                    "response": responder.description},
+                           ratios=DEFAULT_RATIOS, ratio_source="defaults",
+                           throughput=config.throughput, throughput_source="given",
+                           price_in=config.price_in, price_out=config.price_out)))
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> Path:
     config = parse_config(MagpieConfig, argv, __doc__)
     check_run(config, engines={"--engine": config.engine,
                                "--response-engine": config.response_engine,
                                "--judge": config.judge_engine})
+    if config.estimate:
+        print_estimate(config)
+        return config.repo_dir
     run_id = config.run_id()
     started = time.time()
     made = run_magpie(config, run_id)  # checks the rest of the options before generating

@@ -9,6 +9,7 @@ Rerunning the same command resumes an interrupted run; the same --seed gives the
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +28,12 @@ from steps.agentinstruct.refinement import Editor, Suggester
 from steps.agentinstruct.response import ResponseGeneration
 from steps.agentinstruct.seed_instructions import SeedInstructionGeneration
 from steps.curation import CurationConfig
-from steps.engines import EngineSpec, build_llm
+from steps.engines import EngineSpec
+from steps.engines import build_llm as build_engine
 from steps.errors import cli_main
-from steps.finish_run import begin_run, check_run, finish_run
+from steps.estimate import TokenBudget, orca3_mix_estimate, render, token_cost
+from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, finish_run
+from steps.llms.concurrency import ServerSlots, default_concurrency, items_per_batch
 from steps.magpie.pipeline import make_magpie_rows
 from steps.magpie.sampling import Sampling
 from steps.pipeline import Pipeline, chain
@@ -42,8 +46,15 @@ from steps.taxonomy import Skill, Taxonomy, load_taxonomy
 
 
 def build_pipeline(config: Orca3MixConfig, plan: Path, work: Path, run_id: str,
-                   turns: int) -> Pipeline:
-    """The distilabel pipeline over the planned items in `plan` (one committed batch at a time)."""
+                   turns: int, slots: ServerSlots | None = None) -> Pipeline:
+    """The distilabel pipeline over the planned items in `plan` (one committed batch at a time);
+    server engines share `slots` (at most --max-concurrency requests in flight per server)."""
+    if slots is not None:  # every LLM of the chain below is built by this one function
+        def build_llm(spec: str, **generation: Any) -> Any:
+            return slots.serve(build_engine(spec, **generation), spec, config.request_timeout,
+                               config.request_retries)
+    else:
+        build_llm = build_engine
     agent = {"max_new_tokens": config.agent_max_tokens, "temperature": config.agent_temperature,
              "seed": config.seed}
     teacher = {"max_new_tokens": config.teacher_max_tokens,
@@ -52,11 +63,13 @@ def build_pipeline(config: Orca3MixConfig, plan: Path, work: Path, run_id: str,
                          "teacher": {"engine": portable(config.teacher), **teacher},
                          "tasks_per_item": config.tasks_per_item,
                          "refinement_rounds": config.refinement_rounds}, sort_keys=True)
-    common: dict[str, Any] = {"input_batch_size": config.batch_size}
+    batch_size = serving_batch_size(config)
+    common: dict[str, Any] = {"input_batch_size": batch_size}
     agents = {**common, **({"taxonomy_dir": str(config.taxonomy)} if config.taxonomy else {})}
     with Pipeline(name="orca3-mix", cache_dir=str(work / "distilabel")) as pipeline:
         steps = [
-            PlannedItems(plan_path=str(plan), batch_size=config.batch_size),
+            PlannedItems(plan_path=str(plan), batch_size=batch_size,
+                         batches_dir=str(work / "batches"), **budget_fields(config)),
             ContentTransformation(llm=build_llm(config.agent_llm, **agent), **agents),
             SeedInstructionGeneration(llm=build_llm(config.agent_llm, **agent),
                                       max_items=config.tasks_per_item, **agents),
@@ -76,6 +89,25 @@ def build_pipeline(config: Orca3MixConfig, plan: Path, work: Path, run_id: str,
         ]
         chain(*steps)
     return pipeline
+
+
+def max_concurrency(config: Orca3MixConfig) -> int:
+    """--max-concurrency, else the default of the engines (64 with a server, 1 local)."""
+    return config.max_concurrency or max(map(default_concurrency, (config.agent_llm,
+                                                                    config.teacher)))
+
+
+def serving_batch_size(config: Orca3MixConfig) -> int:
+    """Work items per batch: --batch-size, raised to --max-concurrency for server engines so
+    that one step's batch can keep the server busy (steps.llms.concurrency)."""
+    return items_per_batch(config.batch_size, max_concurrency(config),
+                           (config.agent_llm, config.teacher))
+
+
+def budget_fields(config: Orca3MixConfig) -> dict[str, Any]:
+    """The run's caps and prices, as PlannedItems and TokenBudget take them."""
+    return {"max_tokens_total": config.max_tokens_total, "max_cost": config.max_cost,
+            "price_in": config.price_in, "price_out": config.price_out}
 
 
 def agentinstruct_engines(config: Orca3MixConfig) -> dict[str, EngineRecord]:
@@ -114,11 +146,15 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"seeds: {len(seeds)} used; {seeds.report.summary()}")
     weights = parse_mix(",".join(f"{k}={v}" for k, v in config.mix.items()), skills)
     run_id = config.run_id()
+    budget = TokenBudget(**budget_fields(config))  # bad caps fail here, before any work
     magpie_rows = round(config.rows * config.magpie_share)
     items = plan_items(skills, seeds, config.rows - magpie_rows, weights, config.seed,
                        tasks_per_item=config.tasks_per_item,
                        refinement_rounds=config.refinement_rounds)
     repo_dir = config.repo_dir
+    if config.estimate:
+        print_estimate(config, items, magpie_rows, budget)
+        return repo_dir
     work = repo_dir / WORK_DIR / run_id
     checkpoints = Checkpoints(work / "batches")
     checkpoints.discard_incomplete()
@@ -133,10 +169,16 @@ def main(argv: list[str] | None = None) -> Path:
             work.mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.Table.from_pylist(todo), work / "plan.parquet")
             turns = max(skill.turns for skill in skills)
-            pipeline = build_pipeline(config, work / "plan.parquet", work, run_id, turns)
-            with watch("work items", len(items), lambda: len(Checkpoints(work / "batches").done)):
+            engines = (config.agent_llm, config.teacher)
+            with ServerSlots(engines, max_concurrency(config)) as slots, watch(
+                    "work items", len(items), lambda: len(Checkpoints(work / "batches").done)):
+                pipeline = build_pipeline(config, work / "plan.parquet", work, run_id, turns,
+                                          slots)
                 pipeline.run(use_cache=False)
     summary = Checkpoints(work / "batches").assemble(repo_dir)
+    summary["tokens"] = priced(summary["tokens"], config)
+    capped = budget.reached(summary["tokens"])
+    not_done = len(items) - len(Checkpoints(work / "batches").done)
     if magpie_rows:  # Magpie conversations from the teacher, mixed in as config `magpie`
         magpie = make_magpie_rows(
             magpie_rows, engine=config.teacher, seed=config.seed, run_id=run_id,
@@ -157,9 +199,42 @@ def main(argv: list[str] | None = None) -> Path:
         engines=agentinstruct_engines(config),
         seeds={"source": config.seed_source, "files": len(seeds), **seeds.report.as_dict()},
         **summary)
-    finish_run(config, record, work_items=len(items) + magpie_rows,
-               curation=CurationConfig(benchmarks=config.benchmarks) if config.curate else None)
+    try:
+        finish_run(config, record, work_items=len(items) + magpie_rows,
+                   curation=CurationConfig(benchmarks=config.benchmarks) if config.curate else None)
+    finally:
+        if capped and not_done:  # (also after failures' exit 3: this is then the last line)
+            print(f"{not_done} of {len(items)} work items not done: {capped}", file=sys.stderr)
+    if capped and not_done:
+        raise SystemExit(FAILED_ITEMS_EXIT)
     return repo_dir
+
+
+def priced(tokens: dict[str, int], config: Orca3MixConfig) -> dict[str, Any]:
+    """run.json's tokens, with their cost at --price-in/--price-out when priced."""
+    cost = token_cost(tokens["input"], tokens["output"], config.price_in, config.price_out)
+    return {**tokens, **({"cost": round(cost, 6)} if cost is not None else {})}
+
+
+def print_estimate(config: Orca3MixConfig, items: list[dict[str, Any]], magpie_rows: int,
+                   budget: TokenBudget) -> None:
+    """`--estimate`: the planned run's requests, tokens, time and cost; nothing generated."""
+    magpie = None
+    if magpie_rows:
+        from steps.magpie.config import MagpieConfig
+
+        magpie = MagpieConfig(rows=magpie_rows, engine=config.teacher, seed=config.seed,
+                              template="chatml" if EngineSpec.parse(config.teacher).base_url
+                              else None)
+    estimate = orca3_mix_estimate(
+        items, agent_llm=config.agent_llm, teacher=config.teacher,
+        tasks_per_item=config.tasks_per_item, refinement_rounds=config.refinement_rounds,
+        agent_max_tokens=config.agent_max_tokens, teacher_max_tokens=config.teacher_max_tokens,
+        repo_dir=config.repo_dir, magpie=magpie, throughput=config.throughput,
+        price_in=config.price_in, price_out=config.price_out)
+    print(render(estimate))
+    if warning := budget.check_estimate(estimate):
+        print(warning)
 
 
 if __name__ == "__main__":

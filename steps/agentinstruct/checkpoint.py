@@ -30,14 +30,27 @@ from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_
 
 TRIES = "tries"  # one file per try of the run: its elapsed wall time
 ORDER = "_order"  # hidden sort key: item, task, round, so configs come out in plan order
+BUDGET_WINDOW = 2  # batches fed ahead of the last commit while a budget cap is set
 CHECKPOINT_SCHEMA = ROW_SCHEMA.append(pa.field(ORDER, pa.int64())).append(
     pa.field("quota", pa.int64()))
 
 
 class PlannedItems(GeneratorStep):
-    """Feeds the work items of the plan file, in batches (the last one flagged as last)."""
+    """Feeds the work items of the plan file, in batches (the last one flagged as last).
+
+    With a budget (`--max-tokens-total`, `--max-cost`: steps.estimate.TokenBudget) it checks,
+    before each batch, the tokens that committed batches in `batches_dir` have used, and stops
+    feeding once the cap is reached: the items not fed stay not done, for a rerun with a higher
+    cap. Batches already fed run to the end (and one more item, as distilabel needs a last
+    batch), so a run can pass its cap by what is in flight.
+    """
 
     plan_path: str
+    batches_dir: str | None = None  # the CheckpointWriter's work_dir (needed with a budget)
+    max_tokens_total: int | None = None
+    max_cost: float | None = None
+    price_in: float | None = None
+    price_out: float | None = None
 
     @property
     def outputs(self) -> list[str]:
@@ -45,10 +58,33 @@ class PlannedItems(GeneratorStep):
                 "tasks", "refined", "refinement_goals"]
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
+        from steps.estimate import TokenBudget
+
         items = pq.read_table(self.plan_path).to_pylist()
+        budget = TokenBudget(self.max_tokens_total, self.max_cost, self.price_in, self.price_out)
+        capped = self.batches_dir is not None and (self.max_tokens_total or self.max_cost)
         for start in range(offset, len(items), self.batch_size):
+            if capped:
+                # distilabel asks a generator for batches long before the last step commits
+                # them: with a cap, only BUDGET_WINDOW batches are uncommitted at a time, so the
+                # run passes its cap by at most what they use.
+                checkpoints = self._committed(
+                    items[: max(0, start - (BUDGET_WINDOW - 1) * self.batch_size)])
+                if reason := budget.reached(checkpoints.tokens):
+                    self._logger.warning(reason)
+                    # distilabel ends a run only on a non-empty last batch: one more item,
+                    # the rest stays not done, for a rerun with a higher cap
+                    yield items[start : start + 1], True
+                    return
             batch = items[start : start + self.batch_size]
             yield batch, start + len(batch) >= len(items)
+
+    def _committed(self, fed: list[dict[str, Any]], poll_s: float = 0.2) -> "Checkpoints":
+        """The checkpoints once every item of `fed` is committed (waits for the last step)."""
+        wanted = {item["item_id"] for item in fed}
+        while not wanted <= (checkpoints := Checkpoints(Path(str(self.batches_dir)))).done:
+            time.sleep(poll_s)
+        return checkpoints
 
 
 class CheckpointWriter(Step):
@@ -62,7 +98,7 @@ class CheckpointWriter(Step):
 
     @property
     def inputs(self) -> list[str]:
-        return ["item_id", "units", "failures", "tokens", "calls"]
+        return ["item_id", "units", "failures", "tokens", "calls", "engine_retries"]
 
     @property
     def outputs(self) -> list[str]:
@@ -100,7 +136,11 @@ class CheckpointWriter(Step):
             for agent, counts in (item.get("calls") or {}).items():
                 calls[agent] = [a + b for a, b in zip(calls.get(agent, [0, 0, 0]), counts,
                                                       strict=True)]
+        engine_retries: Counter[str] = Counter()
+        for item in inputs:
+            engine_retries.update(item.get("engine_retries") or {})
         marker = {"items": [i["item_id"] for i in inputs], "calls": calls,
+                  "engine_retries": dict(engine_retries),
                   "configs": sorted({i["config"] for i in inputs}),
                   "tokens": {k: sum(i["tokens"][k] for i in inputs) for k in ("input", "output")}}
         tmp = Path(f"{batch}.done.tmp")
@@ -160,14 +200,19 @@ class Checkpoints:
 
     @property
     def agent_calls(self) -> dict[str, dict[str, float]]:
-        """Per `stage/agent`: requests, retries, failures and the parse-failure rate."""
+        """Per `stage/agent`: requests, parse retries, failures, the parse-failure rate and the
+        retries the engine made itself (server errors, timeouts).
+        """
         total: Counter[tuple[str, int]] = Counter()
         for marker in self.markers:
             for agent, counts in marker["calls"].items():
                 for index, count in enumerate(counts):
                     total[(agent, index)] += count
+        engine: Counter[str] = Counter()
+        for marker in self.markers:
+            engine.update(marker.get("engine_retries") or {})
         return {agent: {"requests": total[(agent, 0)], "retries": total[(agent, 1)],
-                        "failures": total[(agent, 2)],
+                        "failures": total[(agent, 2)], "engine_retries": engine[agent],
                         "failure_rate": round(total[(agent, 2)] / max(total[(agent, 0)], 1), 3)}
                 for agent in sorted({agent for agent, _ in total})}
 

@@ -16,6 +16,7 @@ from pydantic import PrivateAttr, validate_call
 
 from steps.errors import UserError
 from steps.llms.base import Generation, Prompt, as_prompt, engine_output, generation_seed
+from steps.llms.concurrency import SERVER_DEFAULT, SlotGate
 from steps.llms.resilience import CircuitBreaker, RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ class OpenAICompatibleEngine(OpenAILLM):
     breaker_threshold: int = 8  # transient failures in a row that pause every request
     breaker_pause_s: float = 20.0
     breaker_deadline_s: float = 600.0  # failing this long without an answer: give up
+    timeout: float = 120.0  # seconds per HTTP attempt (`--request-timeout`); then a retry
+    max_concurrency: int = SERVER_DEFAULT  # this process's connection pool (`--max-concurrency`)
+    _gate: SlotGate | None = PrivateAttr(default=None)  # the run's shared slots, if any
     _schema_form: str | None = PrivateAttr(default=None)  # unknown until the first schema call
     _breaker: CircuitBreaker | None = PrivateAttr(default=None)
     _retry: RetryPolicy = PrivateAttr(default_factory=RetryPolicy)
@@ -95,8 +99,29 @@ class OpenAICompatibleEngine(OpenAILLM):
             shown = ", ".join(served[:5]) + (" …" if len(served) > 5 else "")
             raise UserError(f"{url} does not serve model {spec.model!r} (it serves: {shown})")
 
+    def share_slots(self, semaphore: Any) -> None:
+        """Take a slot of `semaphore` for each HTTP attempt (None: no limit).
+
+        The semaphore is shared by every step process (steps.llms.concurrency), so the run's
+        requests in flight to this server stay ≤ its size.
+        """
+        self._gate = SlotGate(semaphore) if semaphore is not None else None
+
     def load(self) -> None:
+        """Load the client with a connection pool of `max_concurrency` and the breaker."""
+        from openai import AsyncOpenAI
+
         super().load()
+        # The openai client's default pool (1,000 connections) slowed sharply with hundreds of
+        # simultaneous requests (scale.md); a pool the size of the requests allowed in flight
+        # keeps connections reused.
+        limits = httpx.Limits(max_connections=self.max_concurrency,
+                              max_keepalive_connections=self.max_concurrency)
+        self._aclient = AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key.get_secret_value(),
+            max_retries=self.max_retries, timeout=self.timeout,
+            default_headers=self.default_headers,
+            http_client=httpx.AsyncClient(limits=limits, timeout=self.timeout))
         self._breaker = CircuitBreaker(
             label=re.sub(r"//[^/@]*@", "//", str(self.base_url)),  # log lines: no user:key@
             threshold=self.breaker_threshold,
@@ -135,8 +160,14 @@ class OpenAICompatibleEngine(OpenAILLM):
 
     async def _generate_one(self, prompt: Prompt, sampling: dict[str, Any]) -> Generation:
         assert self._breaker is not None, "load() first"
-        done, retries, error = await call_with_retries(
-            lambda: self._create(prompt, **sampling), self._retry, self._breaker)
+
+        async def attempt() -> Any:
+            if self._gate is None:
+                return await self._create(prompt, **sampling)
+            async with self._gate.slot():
+                return await self._create(prompt, **sampling)
+
+        done, retries, error = await call_with_retries(attempt, self._retry, self._breaker)
         if error is not None:
             return Generation(retries=retries, error=error)
         choice = done.choices[0]

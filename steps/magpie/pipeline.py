@@ -66,7 +66,11 @@ class PackConversations(Step):
 
 
 def _engine_llm(spec: EngineSpec, config: MagpieConfig, **generation: Any) -> Any:
-    return build_llm(spec, n_threads=config.threads, **generation)
+    llm = build_llm(spec, n_threads=config.threads, **generation)
+    if hasattr(llm, "share_slots"):  # a server engine (steps.llms.openai_compatible)
+        llm.timeout, llm.request_retries = config.request_timeout, config.request_retries
+        llm.max_concurrency = config.max_concurrency or llm.max_concurrency
+    return llm
 
 
 def build_pipeline(config: MagpieConfig, cache_dir: Path) -> Pipeline:
