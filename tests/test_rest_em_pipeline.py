@@ -94,3 +94,22 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
               for r in pq.read_table(out / "funnel.parquet").to_pylist()}
     removed = sum(n for (stage, _), n in funnel.items() if stage in ("verification", "cap"))
     assert funnel[("input", "rows_in")] - removed == funnel[("output", "rows_out")] == len(rows)
+
+
+@pytest.mark.model
+def test_samples_the_engine_refuses_are_counted_by_reason(tmp_path: Path) -> None:
+    """Prompt + 5000 new tokens exceed the engine's context: every sample is missing, and the
+    reason reaches run.json and the funnel (nothing is decoded, so this is quick)."""
+    out = tmp_path / "repo"
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "rest_em.py"), "--count", "4", "-k", "2",
+         "--max-new-tokens", "5000", "--output-dir", str(out)],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    samples = run["split"]["train"] * 2
+    assert run["counts"]["no_output"] == run["counts"]["no_output:context_overflow"] == samples
+    funnel = {(r["stage"], r["reason"]): r["rows"]
+              for r in pq.read_table(out / "funnel.parquet").to_pylist()}
+    assert funnel[("generation", "context_overflow")] == samples
+    assert run["iterations"][0]["heldout"]["greedy_pass@1"] == 0
