@@ -33,6 +33,8 @@ PROBLEMS = [
     {"id": "c1", "question": "Print the number 5.", "tests": [{"input": "", "output": "5"}]},
     {"id": "c2", "question": "Write a function double(x) that returns 2 * x.",
      "tests": "assert double(4) == 8"},
+    # Longer than the engine's context: its samples are missing, counted by the engine's reason.
+    {"id": "long", "question": "What is 1 + 1? " * 1200, "answer": "2"},
 ]
 
 
@@ -44,6 +46,10 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureF
         assert stop.value.code == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("error: ") and "\n" not in error
+
+
+def funnel_reasons(out: Path) -> dict[tuple[str, str], int]:
+    return {(r["stage"], r["reason"]): r["rows"] for r in pq.read_table(out / "funnel.parquet").to_pylist()}
 
 
 @pytest.mark.model
@@ -82,6 +88,9 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
     assert heldout["problems"] == run["split"]["heldout"] and f"pass@{k}" in heldout
     assert 0 <= heldout["greedy_pass@1"] <= 1 and record["samples_per_s"] > 0
 
+    assert counts["no_output:context_overflow"] == k  # "long" is a train problem (hash split)
+    assert funnel_reasons(out)[("generation", "context_overflow")] == k
+
     rows = read_config(out, "rest_em").to_pylist()
     assert len(rows) == counts["kept"] == run["rows"]["rest_em"] == loaded.num_rows
     assert str(tmp_path) not in json.dumps(run) and run["config"]["problems"] == "problems.jsonl"
@@ -90,26 +99,7 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
         assert row["flow"] == "rest_em" and row["messages"][-1]["role"] == "assistant"
         assert json.loads(row["generation_params"])["reward"] == 1
 
-    funnel = {(r["stage"], r["reason"]): r["rows"]
-              for r in pq.read_table(out / "funnel.parquet").to_pylist()}
+    funnel = funnel_reasons(out)
     removed = sum(n for (stage, _), n in funnel.items() if stage in ("verification", "cap"))
     assert funnel[("input", "rows_in")] - removed == funnel[("output", "rows_out")] == len(rows)
 
-
-@pytest.mark.model
-def test_samples_the_engine_refuses_are_counted_by_reason(tmp_path: Path) -> None:
-    """Prompt + 5000 new tokens exceed the engine's context: every sample is missing, and the
-    reason reaches run.json and the funnel (nothing is decoded, so this is quick)."""
-    out = tmp_path / "repo"
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "pipelines" / "rest_em.py"), "--count", "4", "-k", "2",
-         "--max-new-tokens", "5000", "--output-dir", str(out)],
-        capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    run = json.loads((out / "run.json").read_text())
-    samples = run["split"]["train"] * 2
-    assert run["counts"]["no_output"] == run["counts"]["no_output:context_overflow"] == samples
-    funnel = {(r["stage"], r["reason"]): r["rows"]
-              for r in pq.read_table(out / "funnel.parquet").to_pylist()}
-    assert funnel[("generation", "context_overflow")] == samples
-    assert run["iterations"][0]["heldout"]["greedy_pass@1"] == 0
