@@ -32,10 +32,9 @@ def test_epoch_and_stopping_are_chosen_on_validation_and_heldout_is_only_reporte
         iteration = state["iteration"]
         results = []
         for p in problems:
-            if p.id in validation_ids:
-                solved = iteration == 1
-            else:
-                solved = p.id not in heldout_ids or iteration == 2
+            # Validation: solved at iteration 1 only; held-out: at 2 only; train: always.
+            solved = (iteration == 1 if p.id in validation_ids
+                      else p.id not in heldout_ids or iteration == 2)
             outcome = Scored("pass" if solved else "fail", p.reference)
             results.append(ProblemResult(p, ["Answer: x"] * 2, [outcome] * 2, [0] if solved else [],
                                          outcome, 10))
