@@ -16,6 +16,7 @@ from pydantic import PrivateAttr, validate_call
 
 from steps.errors import UserError
 from steps.llms.base import (
+    CONTEXT_OVERFLOW,
     Generation,
     Prompt,
     as_prompt,
@@ -141,6 +142,8 @@ class LlamaCppEngine(LLM):
         Prompts with the same messages and schema share one request (their prompt is read once);
         each generation keeps its own seed (`steps.llms.base.generation_seed`).
         """
+        # Imported on use, as in `load`: importing llama_cpp starts OpenMP, and a process that
+        # distilabel forks afterwards can hang.
         from steps.llms.batched_decoding import DecodeRequest
 
         groups: dict[str, list[int]] = {}
@@ -198,7 +201,7 @@ class LlamaCppEngine(LLM):
 
 # What a decoder's refusal says on the card (`BatchedDecoder` reasons).
 _ERROR_MESSAGES = {
-    "context_overflow": "Requested tokens ({prompt} prompt + {new} new) exceed context window of {ctx}",
+    CONTEXT_OVERFLOW: "Requested tokens ({prompt} prompt + {new} new) exceed context window of {ctx}",
     "invalid_schema": "the JSON schema does not compile to a llama.cpp grammar",
     "chat_template": "the model's chat template rejected the messages",
     "empty_prompt": "the prompt has no tokens",
