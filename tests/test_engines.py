@@ -54,7 +54,7 @@ def test_every_kind_answers_from_the_table() -> None:
     vllm = EngineSpec.parse("vllm:org/model")
     assert local.gguf_path == embedded_gguf() and server.gguf_path is None
     assert local.engine_kind.raw_prompts and not vllm.engine_kind.raw_prompts
-    assert local.engine_kind.neutral_sampling == {"top_k": 0, "repeat_penalty": 1.0}
+    assert local.engine_kind.neutral_sampling == {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
     assert server.engine_kind.neutral_sampling == {}  # a server's own defaults are unknown
     assert local.finetuned_spec(embedded_gguf().parent / "ft.gguf").startswith("llamacpp:")
     assert EngineSpec.parse("embedded").finetuned_gguf and not vllm.finetuned_gguf
