@@ -28,7 +28,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from llama_cpp import Llama  # noqa: E402
 
-from steps.engines import embedded_gguf, input_seed  # noqa: E402
+from steps.engines import embedded_gguf  # noqa: E402
+from steps.llms.base import Prompt, generation_seed  # noqa: E402
 from steps.llms.batched_decoding import BatchedDecoder, DecodeRequest  # noqa: E402
 from steps.rest_em.problems import arithmetic_problems  # noqa: E402
 from steps.rest_em.prompts import solution_prompt  # noqa: E402
@@ -88,8 +89,9 @@ def main() -> None:
           f"tokens/sample <= {args.tokens}")
     print(f"{'case':<16} {'seq tok/s':>10} {'batch tok/s':>12} {'ratio':>6} {'tokens':>7} {'same':>6}")
     for name, work in cases:
-        requests = [DecodeRequest(chat, seeds=tuple(input_seed(args.seed, chat, i) for i in range(k)),
-                                  max_new_tokens=args.tokens, **SAMPLING) for chat, k in work]
+        requests = [DecodeRequest(chat, max_new_tokens=args.tokens, **SAMPLING,
+                                  seeds=tuple(generation_seed(Prompt(chat), i, args.seed) for i in range(k)))
+                    for chat, k in work]
         samples = [(r.prompt, seed) for r in requests for seed in r.seeds]
         with BatchedDecoder(llama, n_seq_max=len(samples), n_ctx_per_seq=n_ctx_per_seq) as decoder:
             # Alternating sides, best of --repeats each: the load of a shared machine drifts.

@@ -73,7 +73,7 @@ class EngineKind:
         return getattr(importlib.import_module(module), name)
 
 
-LLAMACPP_NEUTRAL = {"top_k": 0, "repeat_penalty": 1.0}  # llama.cpp's "off" values
+LLAMACPP_NEUTRAL = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}  # llama.cpp's "off" values
 LLAMACPP_CONTEXT = 4096  # the context LlamaCppEngine opens a model with (its n_ctx)
 
 KINDS: dict[str, EngineKind] = {kind.name: kind for kind in [

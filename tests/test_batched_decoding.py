@@ -11,8 +11,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as steps.engines: llama.c
 
 from llama_cpp import Llama  # noqa: E402
 
-from steps.engines import embedded_gguf  # noqa: E402
+from steps.engines import build_llm, embedded_gguf  # noqa: E402
+from steps.llms.base import Prompt, generation_seed  # noqa: E402
 from steps.llms.batched_decoding import BatchedDecoder, DecodeRequest  # noqa: E402
+from steps.llms.llamacpp import LlamaCppEngine  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -43,6 +45,15 @@ def llama() -> Iterator[Llama]:
                   verbose=False)
     yield model
     model.close()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[LlamaCppEngine]:
+    llm = build_llm("embedded", n_threads=1, max_new_tokens=TOKENS)
+    llm.n_ctx = 256
+    llm.load()
+    yield llm
+    llm.unload()
 
 
 def sequential(llama: Llama, prompt: str | list[dict[str, str]], **sampling: Any) -> str:
@@ -145,3 +156,41 @@ def test_bad_arguments_raise() -> None:
         DecodeRequest("x", seeds=(2**32 - 1,))
     with pytest.raises(ValueError, match="max_new_tokens"):
         DecodeRequest("x", max_new_tokens=0)
+
+
+def test_engine_greedy_output_equals_the_sequential_engine(llama: Llama, engine: LlamaCppEngine) -> None:
+    """The engine (batched) gives the texts of the engine before batching: llama-cpp-python, one
+    completion at a time, same settings."""
+    greedy = dict(max_tokens=TOKENS, temperature=0.0, top_k=0, repeat_penalty=1.0, stop=["\n"])
+    expected = [sequential(llama, prompt, **greedy) for prompt in [*CHATS, RAW]]
+    outputs = engine.generate(inputs=[*CHATS, RAW], max_new_tokens=TOKENS, stop=["\n"])
+    assert [o["generations"][0] for o in outputs] == expected
+    assert all(o["errors"] == [None] and o["statistics"]["output_tokens"][0] > 0 for o in outputs)
+
+
+def test_engine_reads_a_shared_prompt_once_and_keeps_each_inputs_seeds(
+        llama: Llama, engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs with the same prompt (Magpie's pre-query prompt, seeded per row) become one decode
+    request; each input still gets the texts its own seeds give sequentially."""
+    sent: list[DecodeRequest] = []
+    generate = engine._decoder.generate
+    monkeypatch.setattr(engine._decoder, "generate",
+                        lambda requests: sent.extend(requests) or generate(requests))
+    sampling = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+    inputs = [Prompt(RAW, seed=1), Prompt(CHATS[0]), Prompt(RAW, seed=2)]
+    outputs = engine.generate(inputs=inputs, num_generations=2, max_new_tokens=TOKENS, seed=9, **sampling)
+    assert len(sent) == 2 and len(sent[0].seeds) == 4  # RAW once, with both inputs' seeds
+    for prompt, output in zip(inputs, outputs, strict=True):
+        assert output["generations"] == [
+            sequential(llama, prompt.messages, max_tokens=TOKENS, seed=generation_seed(prompt, i, 9),
+                       **sampling) for i in range(2)]
+    assert outputs[0]["generations"] != outputs[2]["generations"]
+
+
+def test_engine_reports_the_decoders_refusals_as_errors(engine: LlamaCppEngine) -> None:
+    long, bad_schema, fine = engine.generate(inputs=[
+        Prompt("word " * 300), Prompt(CHATS[0], {"type": "nonsense"}), Prompt(CHATS[0])], max_new_tokens=8)
+    assert long["generations"] == [None] and long["errors"][0]["reason"] == "context_overflow"
+    assert "exceed context window of 256" in long["errors"][0]["message"]
+    assert bad_schema["errors"][0]["reason"] == "invalid_schema"
+    assert fine["errors"] == [None] and fine["generations"][0]

@@ -16,6 +16,7 @@ from steps.agentinstruct.outputs import Question
 from steps.engines import KINDS, EngineSpec, build_llm, check_engine, embedded_gguf
 from steps.errors import UserError
 from steps.llms.base import Prompt
+from steps.llms.batched_decoding import DecodeRequest, DecodeResult
 from steps.llms.llamacpp import LlamaCppEngine
 from steps.llms.openai_compatible import OpenAICompatibleEngine
 from steps.llms.vllm import VLLMEngine
@@ -53,7 +54,7 @@ def test_every_kind_answers_from_the_table() -> None:
     vllm = EngineSpec.parse("vllm:org/model")
     assert local.gguf_path == embedded_gguf() and server.gguf_path is None
     assert local.engine_kind.raw_prompts and not vllm.engine_kind.raw_prompts
-    assert local.engine_kind.neutral_sampling == {"top_k": 0, "repeat_penalty": 1.0}
+    assert local.engine_kind.neutral_sampling == {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
     assert server.engine_kind.neutral_sampling == {}  # a server's own defaults are unknown
     assert local.finetuned_spec(embedded_gguf().parent / "ft.gguf").startswith("llamacpp:")
     assert EngineSpec.parse("embedded").finetuned_gguf and not vllm.finetuned_gguf
@@ -107,24 +108,25 @@ def test_prompt_longer_than_the_context_is_an_error_not_an_exception() -> None:
     assert short["errors"] == [None] and short["generations"][0] is not None
 
 
-def test_no_repetition_penalty_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """llama.cpp's own defaults (top-k 40, repeat_penalty 1.1) never apply silently."""
+def test_no_repetition_penalty_unless_asked() -> None:
+    """llama-cpp-python's own defaults (top-k 40, min-p 0.05, repeat_penalty 1.1) never apply
+    silently."""
     llm = build_llm("embedded", temperature=0.7)
-    seen: list[dict] = []
+    seen: list[DecodeRequest] = []
 
-    class Model:
-        def reset(self) -> None: ...
+    class Decoder:
+        n_ctx_per_seq = 4096
 
-        def create_completion(self, **kwargs: object) -> dict:
-            seen.append(kwargs)
-            return {"choices": [{"text": "x"}], "usage": {"prompt_tokens": 1,
-                                                         "completion_tokens": 1}}
+        def generate(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
+            seen.extend(requests)
+            return [DecodeResult(["x"] * len(r.seeds), 1, [1] * len(r.seeds), ["stop"] * len(r.seeds))
+                    for r in requests]
 
-    llm._model = Model()
+    llm._decoder = Decoder()
     llm.generate(inputs=["raw"], **llm.generation_kwargs)
     llm.generate(inputs=["raw"], top_k=40, **llm.generation_kwargs)
-    assert (seen[0]["top_k"], seen[0]["repeat_penalty"]) == (0, 1.0)
-    assert (seen[1]["top_k"], seen[1]["repeat_penalty"]) == (40, 1.0)
+    assert (seen[0].top_k, seen[0].min_p, seen[0].repeat_penalty) == (0, 0.0, 1.0)
+    assert (seen[1].top_k, seen[1].min_p, seen[1].repeat_penalty) == (40, 0.0, 1.0)
 
 
 def test_sampling_is_seeded_per_input(embedded: LlamaCppEngine) -> None:

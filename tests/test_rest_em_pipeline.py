@@ -33,6 +33,8 @@ PROBLEMS = [
     {"id": "c1", "question": "Print the number 5.", "tests": [{"input": "", "output": "5"}]},
     {"id": "c2", "question": "Write a function double(x) that returns 2 * x.",
      "tests": "assert double(4) == 8"},
+    # Longer than the engine's context: its samples are missing, counted by the engine's reason.
+    {"id": "long", "question": "What is 1 + 1? " * 1200, "answer": "2"},
 ]
 
 
@@ -44,6 +46,10 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureF
         assert stop.value.code == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("error: ") and "\n" not in error
+
+
+def funnel_reasons(out: Path) -> dict[tuple[str, str], int]:
+    return {(r["stage"], r["reason"]): r["rows"] for r in pq.read_table(out / "funnel.parquet").to_pylist()}
 
 
 @pytest.mark.model
@@ -82,6 +88,9 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
     assert heldout["problems"] == run["split"]["heldout"] and f"pass@{k}" in heldout
     assert 0 <= heldout["greedy_pass@1"] <= 1 and record["samples_per_s"] > 0
 
+    assert counts["no_output:context_overflow"] == k  # "long" is a train problem (hash split)
+    assert funnel_reasons(out)[("generation", "context_overflow")] == k
+
     rows = read_config(out, "rest_em").to_pylist()
     assert len(rows) == counts["kept"] == run["rows"]["rest_em"] == loaded.num_rows
     assert str(tmp_path) not in json.dumps(run) and run["config"]["problems"] == "problems.jsonl"
@@ -90,7 +99,7 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
         assert row["flow"] == "rest_em" and row["messages"][-1]["role"] == "assistant"
         assert json.loads(row["generation_params"])["reward"] == 1
 
-    funnel = {(r["stage"], r["reason"]): r["rows"]
-              for r in pq.read_table(out / "funnel.parquet").to_pylist()}
+    funnel = funnel_reasons(out)
     removed = sum(n for (stage, _), n in funnel.items() if stage in ("verification", "cap"))
     assert funnel[("input", "rows_in")] - removed == funnel[("output", "rows_out")] == len(rows)
+

@@ -137,6 +137,20 @@ def test_heldout_split_is_disjoint_complete_and_stable() -> None:
     assert split_heldout(list(reversed(problems)), 0.2)[1] == list(reversed(heldout))
 
 
+def test_validation_split_comes_from_train_and_is_chosen_independently() -> None:
+    """The M-step's choices are made on validation, never on held-out (issue 13)."""
+    problems = arithmetic_problems(200, seed=0)
+    rest, heldout = split_heldout(problems, 0.2)
+    train, validation = split_heldout(rest, 0.1, split="validation", option="--validation-fraction")
+    assert len(train) == 144 and len(validation) == 16
+    assert {p.id for p in validation}.isdisjoint(p.id for p in heldout)
+    assert {p.id for p in validation}.isdisjoint(p.id for p in train)
+    # Salted apart: not simply the problems ranked next after the held-out ones.
+    assert validation != split_heldout(rest, 0.1)[1]
+    with pytest.raises(UserError, match="--validation-fraction"):
+        split_heldout(rest[:3], 0.1, split="validation", option="--validation-fraction")
+
+
 def _random_outcomes(rng: random.Random, n: int) -> list[Scored]:
     return [Scored(rng.choice(OUTCOMES[:-1] + ("pass", "pass")), "1") for _ in range(n)]
 
@@ -213,3 +227,14 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_problems() -> 
             < (bootstrap_interval(small)[1] - bootstrap_interval(small)[0]) / 3)
     assert bootstrap_interval(small, seed=1) == bootstrap_interval(small, seed=1)
     assert bootstrap_interval([0.0] * 10) == (0.0, 0.0)
+
+
+def test_missing_samples_are_counted_by_the_engines_reason() -> None:
+    overflow = Scored("no_output", detail="context_overflow")
+    scored = [[overflow, Scored("pass", "1")],
+              [Scored("no_output", detail="engine_error:503"), overflow]]
+    counts = count_outcomes(scored, [[1], []])
+    assert counts["no_output"] == 3
+    assert (counts["no_output:context_overflow"], counts["no_output:engine_error:503"]) == (2, 1)
+    generation = {r["reason"]: r["rows"] for r in funnel_rows("c", counts) if r["stage"] == "generation"}
+    assert generation == {"context_overflow": 2, "engine_error:503": 1}

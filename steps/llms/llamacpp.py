@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -58,24 +59,38 @@ def check_gguf(path: Path) -> None:
 
 
 class LlamaCppEngine(LLM):
-    """llama.cpp through llama-cpp-python, with JSON-schema grammars and a seed per input.
+    """llama.cpp through llama-cpp-python, decoding many sequences at once, seeded per input.
 
-    distilabel's own LlamaCppLLM needs outlines for structured output and seeds the model once,
-    so sampled outputs depend on call order; this one uses llama.cpp's native schema grammar and
-    a seed per input and generation. Sampling applies only what the caller asks: no top-k and no
-    repetition penalty by default (llama.cpp's own defaults, top-k 40 and repeat_penalty 1.1,
-    are not the papers'; ReST-EM asks for top-k 40 itself). A prompt longer than the context
-    comes back as an error `context_overflow`, not as an exception.
+    distilabel's own LlamaCppLLM needs outlines for structured output, seeds the model once (so
+    sampled outputs depend on call order) and decodes one sequence at a time; this one decodes
+    every generation of a call together (`steps.llms.batched_decoding.BatchedDecoder`, issue 13),
+    with llama.cpp's native schema grammar and a seed per input and generation. Inputs of one
+    call with the same prompt and schema become one decode request, so their prompt is read once
+    (ReST-EM's k samples of a problem, Magpie's shared pre-query prompt). A text depends on its
+    prompt, settings and seed only, never on the batch: greedy output is what sequential
+    llama-cpp-python decoding gives.
+
+    Sampling applies only what the caller asks: no top-k, min-p or repetition penalty by default
+    (llama-cpp-python's defaults, top-k 40, min-p 0.05 and repeat_penalty 1.1, are not the
+    papers'; ReST-EM asks for top-k 40 itself). A request that cannot be decoded comes back as an
+    error with the decoder's reason (`context_overflow`: prompt + max_new_tokens longer than a
+    sequence's context; `invalid_schema`, `chat_template`, `empty_prompt`), not as an exception.
+
+    Memory: the KV cache holds `n_seq_max × n_ctx` tokens (about 23 KB each for SmolLM2-135M,
+    so 8 × 4096 is about 750 MB), allocated when the model loads.
     """
 
     model_path: str
-    n_ctx: int = 4096
+    n_ctx: int = 4096  # tokens per sequence: prompt + generated
+    n_seq_max: int = 8  # sequences decoded together
     n_threads: int | None = None
     _model: Any = PrivateAttr(default=None)
+    _decoder: Any = PrivateAttr(default=None)
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, n_threads: int | None,
                   generation: dict[str, Any]) -> LlamaCppEngine:
+        """The engine of a parsed spec (`steps.engines.build_llm`)."""
         return cls(model_path=spec.model, n_threads=n_threads, generation_kwargs=generation)
 
     @staticmethod
@@ -84,18 +99,32 @@ class LlamaCppEngine(LLM):
         check_gguf(Path(spec.model))
 
     def load(self) -> None:
+        """Load the weights and make the batched decoder's context (its KV cache).
+
+        Raises:
+            RuntimeError: llama.cpp could not make the context (e.g. out of memory).
+        """
         from llama_cpp import Llama
+
+        from steps.llms.batched_decoding import BatchedDecoder
 
         self._model = Llama(
             model_path=self.model_path,
-            n_ctx=self.n_ctx,
+            # The decoder has its own KV cache; this context only sets the prompt-reading chunk
+            # (n_batch = min(512, n_ctx)), which must stay 512 for outputs to equal sequential ones.
+            n_ctx=512,
             n_threads=self.n_threads,
             n_threads_batch=self.n_threads,  # prompt reading too: one engine per step process
             verbose=False,
         )
+        self._decoder = BatchedDecoder(self._model, n_seq_max=self.n_seq_max, n_ctx_per_seq=self.n_ctx)
         super().load()
 
     def unload(self) -> None:
+        """Free the decoder's context and the weights."""
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
         if self._model is not None:
             self._model.close()
             self._model = None
@@ -103,25 +132,41 @@ class LlamaCppEngine(LLM):
 
     @property
     def model_name(self) -> str:
+        """The GGUF file's name."""
         return Path(self.model_path).name
 
-    def _generate_one(self, prompt: Prompt, sampling: dict[str, Any]) -> Generation:
-        """One generation: the single place where this engine decodes."""
-        self._model.reset()  # no prefix-cache reuse: same input, same numbers, any order
-        try:
-            if isinstance(prompt.messages, str):
-                done = self._model.create_completion(prompt=prompt.messages, **sampling)
-                text = done["choices"][0]["text"]
-            else:
-                schema = ({"response_format": {"type": "json_object", "schema": prompt.schema}}
-                          if prompt.schema else {})
-                done = self._model.create_chat_completion(
-                    messages=prompt.messages, **sampling, **schema)
-                text = done["choices"][0]["message"]["content"]
-        except ValueError as error:  # llama-cpp-python's refusal of an input
-            reason = CONTEXT_OVERFLOW if "context window" in str(error) else "engine_error:refused"
-            return Generation(error=engine_error(reason, error))
-        return Generation(text, done["usage"]["prompt_tokens"], done["usage"]["completion_tokens"])
+    def _decode(self, prompts: list[Prompt], num_generations: int, sampling: dict[str, Any],
+                default_seed: int) -> list[list[Generation]]:
+        """`num_generations` per prompt, all decoded together: the one place this engine decodes.
+
+        Prompts with the same messages and schema share one request (their prompt is read once);
+        each generation keeps its own seed (`steps.llms.base.generation_seed`).
+        """
+        # Imported on use, as in `load`: importing llama_cpp starts OpenMP, and a process that
+        # distilabel forks afterwards can hang.
+        from steps.llms.batched_decoding import DecodeRequest
+
+        groups: dict[str, list[int]] = {}
+        for index, prompt in enumerate(prompts):
+            key = json.dumps([prompt.messages, prompt.schema], sort_keys=True)
+            groups.setdefault(key, []).append(index)
+        requests = [DecodeRequest(
+            prompts[members[0]].messages, json_schema=prompts[members[0]].schema, **sampling,
+            seeds=tuple(generation_seed(prompts[m], i, default_seed)
+                        for m in members for i in range(num_generations)))
+            for members in groups.values()]
+        generations: list[list[Generation]] = [[] for _ in prompts]
+        for members, result in zip(groups.values(), self._decoder.generate(requests), strict=True):
+            error = result.error and engine_error(result.error, _ERROR_MESSAGES.get(
+                result.error, result.error).format(prompt=result.prompt_tokens,
+                                                   new=sampling["max_new_tokens"],
+                                                   ctx=self._decoder.n_ctx_per_seq))
+            for slot, member in enumerate(members):
+                generations[member] = [
+                    Generation(error=error) if error else
+                    Generation(result.texts[i], result.prompt_tokens, result.completion_tokens[i])
+                    for i in range(slot * num_generations, (slot + 1) * num_generations)]
+        return generations
 
     @validate_call
     def generate(  # type: ignore[override] - named sampling settings instead of **kwargs
@@ -132,20 +177,32 @@ class LlamaCppEngine(LLM):
         temperature: float = 0.0,
         top_p: float = 1.0,
         top_k: int = 0,
+        min_p: float = 0.0,
         repeat_penalty: float = 1.0,
         stop: list[str] | None = None,
         seed: int = 0,
     ) -> list[dict[str, Any]]:
         """`num_generations` per input; see `steps.llms.base` for inputs and outputs.
 
-        `top_k` 0 and `repeat_penalty` 1.0 switch those samplers off (llama.cpp's meaning).
+        `top_k` 0, `min_p` 0.0 and `repeat_penalty` 1.0 switch those samplers off (llama.cpp's
+        meaning).
+
+        Raises:
+            RuntimeError: llama.cpp failed to decode (an engine fault; `LLMStep` records it per
+                request as `engine_error:exception`).
         """
-        sampling = {"max_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
-                    "top_k": top_k, "repeat_penalty": repeat_penalty, "stop": stop or []}
-        results = []
-        for item in inputs:
-            prompt = as_prompt(item)
-            results.append(engine_output([
-                self._generate_one(prompt, {**sampling, "seed": generation_seed(prompt, i, seed)})
-                for i in range(num_generations)]))
-        return results
+        sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                    "top_k": top_k, "min_p": min_p, "repeat_penalty": repeat_penalty,
+                    "stop": tuple(stop or ())}
+        prompts = [as_prompt(item) for item in inputs]
+        return [engine_output(generations)
+                for generations in self._decode(prompts, num_generations, sampling, seed)]
+
+
+# What a decoder's refusal says on the card (`BatchedDecoder` reasons).
+_ERROR_MESSAGES = {
+    CONTEXT_OVERFLOW: "Requested tokens ({prompt} prompt + {new} new) exceed context window of {ctx}",
+    "invalid_schema": "the JSON schema does not compile to a llama.cpp grammar",
+    "chat_template": "the model's chat template rejected the messages",
+    "empty_prompt": "the prompt has no tokens",
+}

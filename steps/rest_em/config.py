@@ -34,11 +34,14 @@ class RestEmConfig(RecipeConfig):
     top_k: int = Field(40, ge=0, description="top-k sampling (paper: 40)")
     max_new_tokens: int = Field(256, ge=1, description="new tokens per solution")
     heldout_fraction: float = Field(0.2, ge=0, lt=1, description="problems kept apart for "
-                                    "pass@k, majority vote and early stopping")
+                                    "reporting pass@1, pass@k and majority vote (never for choices)")
     iterations: int = Field(1, ge=1, le=3, description="M-steps to run with --train (the paper's "
                             "gains stop after about 3; code regresses after 1)")
     train: bool = Field(False, description="run the M-step (needs the [train] extra)")
     seed: int = Field(0, description="the run seed")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="with --train: share of the "
+                                       "non-held-out problems kept apart to pick the M-step's "
+                                       "epoch and stop iterating")
 
     @model_validator(mode="after")
     def _iterations_need_training(self) -> Self:

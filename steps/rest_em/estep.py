@@ -5,8 +5,8 @@
 
 The greedy branch gives pass@1 as the paper reports it; the sampled branch gives the training
 data (train split) and pass@k / majority vote (held-out split). Generations are grouped per
-problem (`group_generations=True`), so capping needs no global step. (No `from __future__ import
-annotations` here: distilabel reads the `StepInput` hint at run time.)
+problem (one request of k samples, `SampleSolutions`), so capping needs no global step.
+(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at run time.)
 """
 
 import dataclasses
@@ -14,15 +14,16 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from distilabel.steps import LoadDataFromDicts, Step, StepInput
-from distilabel.steps.tasks import Task
 from pydantic import PrivateAttr
 
 from steps.engines import build_llm
+from steps.llm_step import LLMStep, Request
 from steps.pipeline import Pipeline
 from steps.progress import watch
 from steps.rest_em.problems import Problem
@@ -37,58 +38,91 @@ PAPER_SAMPLING = {"temperature": 0.7, "top_k": 40, "repeat_penalty": 1.0}
 GREEDY = {"temperature": 0.0, "repeat_penalty": 1.0}
 
 
-class SampleSolutions(Task):
-    """The problem's few-shot prompt in, one solution per generation out (grouped per row)."""
+class SampleSolutions(LLMStep):
+    """k solutions per problem from its few-shot prompt, in one request (the prompt read once).
+
+    Input columns: `problem_id`, `prompt` (chat messages). Output columns: `solution` (the k
+    texts, None where the engine failed; one text for k = 1) and the base's `failures` (engine
+    errors by reason, e.g. `context_overflow`), `tokens`, `calls`. An empty text is kept: it is a
+    (wrong) sample, not a failure, so nothing is re-asked (`max_retries` 0).
+    """
+
+    stage: ClassVar[str] = "e_step"
+    row_id: ClassVar[str] = "problem_id"
+    max_retries: int = 0
+    k: int = 1
 
     @property
     def inputs(self) -> list[str]:
-        return ["prompt"]
+        """The problem's id (seeding) and its prompt."""
+        return ["problem_id", "prompt"]
 
     @property
     def outputs(self) -> list[str]:
-        return ["solution"]
+        """The base's columns and `solution`."""
+        return [*super().outputs, "solution"]
 
-    def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
-        return input["prompt"]
+    def requests(self, row: dict[str, Any]) -> list[Request]:
+        """One request for the k samples."""
+        return [Request("solution", self.name, row["prompt"], num_generations=self.k)]
 
-    def format_output(self, output: str | None, input: dict[str, Any] | None = None
-                      ) -> dict[str, Any]:
-        return {"solution": output}
+    def parse(self, text: str, request: Request) -> str:
+        """Every text as it came, even an empty one."""
+        return text
+
+    def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
+        """`solution`: the k texts (a list), or the one text (None when it failed)."""
+        row["solution"] = replies.get("solution")
 
 
 class ScoreSolutions(Step):
     """Extract and verify every solution of a row; one outcome per solution, never raises.
+
+    A missing solution is `no_output` with the engine's reason (e.g. `context_overflow`) as its
+    detail. `samples`: solutions per row, for a row whose request failed as a whole.
 
     With `progress_file`, appends one byte per scored row there: the main process's progress
     bar reads its size (steps run in other processes).
     """
 
     progress_file: str | None = None
+    samples: int = 1
     _scorer: SolutionScorer | None = PrivateAttr(default=None)
 
     @property
     def inputs(self) -> list[str]:
+        """The problem (JSON) and its solution(s)."""
         return ["problem", "solution"]
 
     @property
     def outputs(self) -> list[str]:
+        """Per solution: outcome, extracted answer, detail."""
         return ["outcome", "extracted", "detail"]
 
     def load(self) -> None:
+        """Make the scorer (verifiers start on first use)."""
         super().load()
         self._scorer = SolutionScorer()
 
     def unload(self) -> None:
+        """Stop the verifiers' workers."""
         if self._scorer is not None:
             self._scorer.close()
         super().unload()
 
     def process(self, inputs: StepInput) -> Any:  # type: ignore[override]
+        """Score every row's solutions."""
         assert self._scorer is not None
         for row in inputs:
             problem = Problem(**json.loads(row["problem"]))
-            texts = row["solution"] if isinstance(row["solution"], list) else [row["solution"]]
-            scored = [self._scorer(problem, text) for text in texts]
+            texts = row.get("solution")
+            if not isinstance(texts, list):  # one text, or a row whose request failed as a whole
+                texts = [texts] if texts is not None else [None] * self.samples
+            # The sampler's failure records, one per missing text, in order: their reasons.
+            reasons = iter([f["reason"] for f in row.get("failures") or []
+                            if f["stage"] == SampleSolutions.stage])
+            scored = [self._scorer(problem, text) if text is not None else
+                      Scored("no_output", detail=next(reasons, "no_output")) for text in texts]
             row["outcome"] = [s.outcome for s in scored]
             row["extracted"] = [s.extracted for s in scored]
             row["detail"] = [s.detail for s in scored]
@@ -105,13 +139,16 @@ class KeepCorrect(Step):
 
     @property
     def inputs(self) -> list[str]:
+        """The outcomes of a row's solutions."""
         return ["outcome"]
 
     @property
     def outputs(self) -> list[str]:
+        """Indices of the kept solutions."""
         return ["kept"]
 
     def process(self, inputs: StepInput) -> Any:  # type: ignore[override]
+        """Cap every row's correct solutions."""
         for row in inputs:
             row["kept"] = keep_correct([Scored(o) for o in row["outcome"]], self.max_per_problem)
         yield inputs
@@ -121,7 +158,8 @@ class KeepCorrect(Step):
 class ProblemResult:
     """One problem after the E-step: its samples, their scores, the kept ones, the greedy one.
 
-    `output_tokens` counts the tokens of all its generations, sampled and greedy."""
+    `output_tokens` counts the tokens of all its generations, sampled and greedy.
+    """
 
     problem: Problem
     solutions: list[str | None]
@@ -140,6 +178,7 @@ class EStepResult:
 
     @property
     def samples(self) -> int:
+        """Generations made: k sampled + 1 greedy per problem."""
         return sum(len(r.solutions) + 1 for r in self.results)  # k sampled + 1 greedy each
 
 
@@ -152,11 +191,8 @@ def _scored(row: dict[str, Any], count: int) -> list[Scored]:
 
 
 def _output_tokens(row: dict[str, Any] | None) -> int:
-    """Tokens generated for a row, from the statistics distilabel keeps in its metadata."""
-    metadata = (row or {}).get("distilabel_metadata") or []
-    metadata = metadata if isinstance(metadata, list) else [metadata]
-    return sum(int(value.get("output_tokens") or 0) for m in metadata for key, value in
-               (m or {}).items() if key.startswith("statistics_") and isinstance(value, dict))
+    """Tokens generated for a row (the `LLMStep` base's count)."""
+    return int(((row or {}).get("tokens") or {}).get("output") or 0)
 
 
 def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: int, seed: int,
@@ -182,18 +218,15 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
             Pipeline(name="rest-em-estep", cache_dir=cache) as pipeline:
         load = LoadDataFromDicts(data=data, batch_size=batch_size)
         sample = SampleSolutions(
-            name="sample_solutions", num_generations=k, group_generations=True,
-            input_batch_size=batch_size,
-            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, seed=seed,
-                          **sampling))
+            name="sample_solutions", k=k, seed=seed, input_batch_size=batch_size,
+            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **sampling))
         greedy = SampleSolutions(
-            name="greedy_solution", input_batch_size=batch_size,
-            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, seed=seed,
-                          **GREEDY))
+            name="greedy_solution", seed=seed, input_batch_size=batch_size,
+            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **GREEDY))
         progress = Path(cache) / "scored.progress"
         progress.touch()
         score = ScoreSolutions(name="score_samples", input_batch_size=batch_size,
-                               progress_file=str(progress))
+                               progress_file=str(progress), samples=k)
         score_greedy = ScoreSolutions(name="score_greedy", input_batch_size=batch_size)
         keep = KeepCorrect(name="keep_correct", max_per_problem=max_per_problem,
                            input_batch_size=batch_size)

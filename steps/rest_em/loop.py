@@ -1,12 +1,16 @@
 """ReST-EM iterations: E-step (sample, verify, cap), evaluate, M-step (fine-tune the base), repeat.
 
-    iteration 0: E-step with the base model p0 on train + held-out problems (with --train, from
-                 the base exported as fine-tuned models are: same weights format throughout)
-                 -> dataset D1 (train) and p0's held-out metrics
-    iteration i: M-step: fine-tune the *base* model on Di -> p_i (extra [train])
-                 E-step with p_i -> D(i+1) and p_i's held-out metrics
-    stop after `iterations` M-steps, or as soon as held-out greedy pass@1 stops improving;
-    the last E-step needs only the held-out split.
+    iteration 0: E-step with the base model p0 on train (+ validation) + held-out problems (with
+                 --train, from the base exported as fine-tuned models are: same weights format
+                 throughout) -> dataset D1 (train) and p0's metrics per split
+    iteration i: M-step: fine-tune the *base* model on Di, the epoch picked on validation
+                 -> p_i (extra [train]); E-step with p_i -> D(i+1) and p_i's metrics
+    stop after `iterations` M-steps, or as soon as validation greedy pass@1 stops improving;
+    the last E-step needs only the validation and held-out splits.
+
+With --train, a validation split (`validation_fraction` of the non-held-out problems) makes
+every choice (the M-step's epoch, when to stop, the best iteration); the held-out split is only
+measured and reported, so its numbers are not biased by the choices (issue 13).
 
 Everything lands in one repository folder: config `rest_em` (kept solutions of every E-step,
 tagged with their iteration), funnel.parquet (outcome counts) and run.json (metrics per
@@ -37,11 +41,12 @@ from steps.rows import FUNNEL_SCHEMA, to_table
 from steps.run_record import engine_record, write_run_record
 
 
-def _iteration_record(iteration: int, model: str, estep: EStepResult, train: list[Problem],
-                      heldout: list[Problem]) -> dict[str, Any]:
+def _iteration_record(iteration: int, model: str, estep: EStepResult,
+                      splits: dict[str, list[Problem]]) -> dict[str, Any]:
     by_id = {r.problem.id: r for r in estep.results}
+    train = splits["train"]
     split_metrics = {}
-    for name, split in (("heldout", heldout), ("train", train)):
+    for name, split in splits.items():
         done = [p for p in split if p.id in by_id]
         if done:
             split_metrics[name] = evaluate(done, {p.id: by_id[p.id].scored for p in done},
@@ -72,6 +77,10 @@ def run_rest_em(settings: RestEmConfig) -> dict[str, Any]:
     for kind in sorted({p.kind for p in problems}):
         verifier_for(kind).preflight()  # fail now, with the fix, not after the first E-step
     train, heldout = split_heldout(problems, settings.heldout_fraction)
+    validation: list[Problem] = []
+    if settings.train:  # without training there is nothing to choose
+        train, validation = split_heldout(train, settings.validation_fraction, split="validation",
+                                          option="--validation-fraction")
     if settings.train:  # fail now, not after the first E-step
         check_train_extra()
         base = BaseWeights.from_engine(settings.engine)
@@ -80,15 +89,18 @@ def run_rest_em(settings: RestEmConfig) -> dict[str, Any]:
     engine, model_id = settings.engine, EngineSpec.parse(settings.engine).model_id
     if settings.train:
         engine = export_base(base, settings.repo_dir / "models" / "base")
+    split_sizes = {"train": len(train), "validation": len(validation), "heldout": len(heldout)}
     rows: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     best = 0
     for iteration in range(settings.iterations + 1 if settings.train else 1):
         last = settings.train and iteration == settings.iterations  # evaluation only
-        estep = run_estep(heldout if last else train + heldout, engine, k=settings.k,
-                          max_per_problem=settings.max_per_problem, seed=settings.seed,
-                          sampling=settings.sampling, max_new_tokens=settings.max_new_tokens)
-        record = _iteration_record(iteration, model_id, estep, [] if last else train, heldout)
+        estep = run_estep((validation if last else train + validation) + heldout, engine,
+                          k=settings.k, max_per_problem=settings.max_per_problem,
+                          seed=settings.seed, sampling=settings.sampling,
+                          max_new_tokens=settings.max_new_tokens)
+        record = _iteration_record(iteration, model_id, estep, {
+            "train": [] if last else train, "validation": validation, "heldout": heldout})
         history.append(record)
         by_id = {r.problem.id: r for r in estep.results}
         new_rows = [row for p in ([] if last else train) for row in kept_rows(
@@ -96,27 +108,26 @@ def run_rest_em(settings: RestEmConfig) -> dict[str, Any]:
             sampling={**settings.sampling, "max_new_tokens": settings.max_new_tokens,
                       "seed": settings.seed, "max_per_problem": settings.max_per_problem})]
         rows += new_rows
-        reward = record["heldout"]["greedy_pass@1"]
-        improved = iteration == 0 or reward > history[best]["heldout"]["greedy_pass@1"]
+        improved = iteration == 0 or (record["validation"]["greedy_pass@1"]
+                                      > history[best]["validation"]["greedy_pass@1"])
         best = iteration if improved else best
-        _write(settings, run_id, rows, history, best, (len(train), len(heldout)),
-               time.time() - started)  # after every E-step: a failed M-step loses no data
+        _write(settings, run_id, rows, history, best, split_sizes, time.time() - started)
+        # (written after every E-step: a failed M-step loses no data)
         if not improved or last or not settings.train:
-            break  # (not improved: held-out reward stopped improving, the best so far stays)
+            break  # (not improved: validation reward stopped improving, the best so far stays)
         if not new_rows:
             record["mstep"] = {"skipped": "no correct solutions to fine-tune on"}
             break
-        result = fine_tune(base, new_rows, heldout,
+        result = fine_tune(base, new_rows, validation,
                            settings.repo_dir / "models" / f"iteration-{iteration + 1}",
                            seed=settings.seed)
         record["mstep"] = result.summary()
         engine, model_id = result.engine, result.model_id
-    return _write(settings, run_id, rows, history, best, (len(train), len(heldout)),
-                  time.time() - started)
+    return _write(settings, run_id, rows, history, best, split_sizes, time.time() - started)
 
 
 def _write(settings: RestEmConfig, run_id: str, rows: list[dict[str, Any]],
-           history: list[dict[str, Any]], best: int, split: tuple[int, int],
+           history: list[dict[str, Any]], best: int, split: dict[str, int],
            wall_time_s: float) -> dict[str, Any]:
     out = settings.repo_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +144,7 @@ def _write(settings: RestEmConfig, run_id: str, rows: list[dict[str, Any]],
         "seed": settings.seed,
         "engines": {"sampler": engine_record(settings.engine, {**settings.sampling,
                                              "max_new_tokens": settings.max_new_tokens})},
-        "split": {"train": split[0], "heldout": split[1]},
+        "split": split,
         "iterations": history,
         "best_iteration": best,
         "counts": dict(totals),

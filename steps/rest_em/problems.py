@@ -176,14 +176,22 @@ def _several_steps(rng: random.Random, count: int, name: str, thing: str) -> tup
     return " ".join(sentences), amount
 
 
-def split_heldout(problems: list[Problem], fraction: float) -> tuple[list[Problem], list[Problem]]:
-    """(train, held-out): the held-out share is exact, chosen by a hash of each problem's id, so
-    a rerun (in any order) splits the same way."""
+def split_heldout(problems: list[Problem], fraction: float, *, split: str = "heldout",
+                  option: str = "--heldout-fraction") -> tuple[list[Problem], list[Problem]]:
+    """(rest, held-out): an exact share, chosen by a hash of each problem's id.
+
+    A rerun (in any order) splits the same way. `split` salts the hash, so that another split
+    (the validation split, taken from the rest) chooses independently of this one; `option`
+    names the fraction in errors.
+
+    Raises:
+        UserError: the fraction is not in (0, 1), or leaves one side empty.
+    """
     if not 0 < fraction < 1:
-        raise UserError(f"--heldout-fraction {fraction}: use a number between 0 and 1")
+        raise UserError(f"{option} {fraction}: use a number between 0 and 1")
     size = round(fraction * len(problems))
     if not 0 < size < len(problems):
-        raise UserError(f"--heldout-fraction {fraction}: leaves an empty split for "
+        raise UserError(f"{option} {fraction}: leaves an empty split for "
                         f"{len(problems)} problems; use more problems")
-    held = {p.id for p in sorted(problems, key=lambda p: stable_id("heldout", p.id))[:size]}
+    held = {p.id for p in sorted(problems, key=lambda p: stable_id(split, p.id))[:size]}
     return [p for p in problems if p.id not in held], [p for p in problems if p.id in held]
