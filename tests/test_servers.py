@@ -234,3 +234,25 @@ def test_scrub_line_keeps_urls_and_cuts_paths() -> None:
     line = "loaded /data/models/x.gguf; Uvicorn running on http://127.0.0.1:8000/v1 (Bearer abcdefghijk)"
     assert scrub_line(line) == ("loaded x.gguf; Uvicorn running on http://127.0.0.1:8000/v1 "
                                 "(Bearer <redacted>)")
+
+
+def test_llamacpp_server_as_the_engine_of_a_tiny_orca3_mix_run(tmp_path: Path) -> None:
+    """`llamacpp-server:` in the engine table: the run starts one server for both roles, every
+    step reaches it over HTTP, its log lands in the run folder, and it is gone afterwards."""
+    import subprocess
+
+    from steps import REPO_ROOT
+
+    spec = f"llamacpp-server:{embedded_gguf()}"
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "orca3_mix.py"), "--skills",
+         "text_classification", "--rows", "2", "--tasks-per-item", "1", "--refinement-rounds", "0",
+         "--agent-max-tokens", "120", "--teacher-max-tokens", "24", "--batch-size", "1",
+         "--agent-llm", spec, "--teacher", spec, "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = list(tmp_path.glob(".work/*/server-llamacpp-server.log"))
+    assert len(logs) == 1 and logs[0].read_text().count("--- llamacpp-server on port") == 1
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert sum(record["rows"].values()) > 0 and record["tokens"]["output"] > 0
+    assert record["engines"]["teacher"]["model_id"] == embedded_gguf().name

@@ -4,7 +4,6 @@
     resilience.py         retries with backoff and the circuit breaker of server engines
     llamacpp.py           llama.cpp in process (the embedded model and any local GGUF)
     openai_compatible.py  any OpenAI-compatible server
-    vllm.py               vLLM on local GPUs
 
 `steps.engines` chooses among them (its table of engine kinds); nothing else names a class.
 """

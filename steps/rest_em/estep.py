@@ -22,6 +22,7 @@ from distilabel.steps import LoadDataFromDicts, Step, StepInput
 from distilabel.steps.tasks import Task
 from pydantic import PrivateAttr
 
+from steps.cluster import ClusterOptions, run_pipeline
 from steps.engines import build_llm
 from steps.pipeline import Pipeline
 from steps.progress import watch
@@ -156,8 +157,10 @@ def _output_tokens(row: dict[str, Any] | None) -> int:
 
 def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: int, seed: int,
               sampling: dict[str, Any] | None = None, max_new_tokens: int = 256,
-              batch_size: int = 8) -> EStepResult:
-    """Sample, score and cap `problems` with `engine`; results in the order of `problems`."""
+              batch_size: int = 8, cluster: ClusterOptions | None = None) -> EStepResult:
+    """Sample, score and cap `problems` with `engine`; results in the order of `problems`.
+
+    `cluster` (the recipe's config) runs the pipeline on Ray (`steps.cluster.run_pipeline`)."""
     sampling = {**PAPER_SAMPLING, **(sampling or {})}
     threads = max(1, (os.cpu_count() or 2) // 2)  # the two branches share the CPU
     data = [{"problem_id": p.id, "problem": json.dumps(dataclasses.asdict(p)),
@@ -187,7 +190,7 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         started = time.perf_counter()
         with watch(f"E-step: {len(problems)} problems × {k} samples", len(problems),
                    lambda: progress.stat().st_size):
-            distiset = pipeline.run(use_cache=False)
+            distiset = run_pipeline(pipeline, cluster or ClusterOptions(), n_threads=threads)
         seconds = time.perf_counter() - started
     sampled_rows = {row["problem_id"]: row for row in distiset["keep_correct"]["train"]}
     greedy_rows = {row["problem_id"]: row for row in distiset["score_greedy"]["train"]}
