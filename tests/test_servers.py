@@ -25,6 +25,7 @@ from steps.servers import (
     ServerError,
     SGLangServer,
     VLLMServer,
+    free_port,
     managed_server,
 )
 from steps.servers.base import scrub_line
@@ -256,3 +257,35 @@ def test_llamacpp_server_as_the_engine_of_a_tiny_orca3_mix_run(tmp_path: Path) -
     record = json.loads((tmp_path / "run.json").read_text())
     assert sum(record["rows"].values()) > 0 and record["tokens"]["output"] > 0
     assert record["engines"]["teacher"]["model_id"] == embedded_gguf().name
+
+
+@pytest.mark.model
+def test_engine_url_reuses_a_running_server(llamacpp: LlamaCppServer,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--engine-url`: a `llamacpp-server:` spec reaches the user's server; nothing starts."""
+    from steps.engines import check_engine
+    from steps.servers.engine import ENGINE_URLS, reuse_engine_url, serve_engines
+
+    monkeypatch.delenv(ENGINE_URLS, raising=False)
+    spec = f"llamacpp-server:{embedded_gguf()}"
+    reuse_engine_url([spec, "embedded", None], llamacpp.base_url + "/")
+    check_engine(spec, "--engine")  # the preflight asks that server
+    with serve_engines([spec], "/nonexistent") as served:
+        assert served == {spec: llamacpp.base_url}
+        llm = build_llm(spec, max_new_tokens=8, temperature=0.0)
+        assert llm.base_url == llamacpp.base_url and llm.model == llamacpp.model_name
+
+
+def test_engine_url_nobody_answers_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from steps import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "magpie.py"), "--rows", "2", "--engine",
+         "vllm:org/model", "--engine-url", f"http://127.0.0.1:{free_port()}/v1", "--output-dir",
+         str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --engine vllm:org/model: no server answers"), last
+    assert "Traceback" not in done.stderr
