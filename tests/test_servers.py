@@ -289,3 +289,49 @@ def test_engine_url_nobody_answers_is_one_line(tmp_path: Path) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --engine vllm:org/model: no server answers"), last
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.model
+def test_server_killed_during_a_run_ends_it_in_one_line(tmp_path: Path) -> None:
+    """The run's managed server dies mid-run: the run stops (no retrying into a dead port) with
+    one line naming the engine and the log's last lines."""
+    import subprocess
+
+    from steps import REPO_ROOT
+
+    spec = f"llamacpp-server:{embedded_gguf()}"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "orca3_mix.py"), "--skills",
+         "text_classification", "--rows", "4", "--tasks-per-item", "1", "--refinement-rounds", "1",
+         "--agent-max-tokens", "120", "--teacher-max-tokens", "24", "--batch-size", "1",
+         "--agent-llm", spec, "--teacher", spec, "--output-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        logs = list(tmp_path.glob(".work/*/server-llamacpp-server.log"))
+        if logs and "POST /v1/chat/completions" in logs[0].read_text():
+            break
+        time.sleep(0.2)
+    servers = [pid for pid in os.listdir("/proc") if pid.isdigit()
+               and "llama_cpp.server" in _cmdline(pid) and _parent(pid) == proc.pid]
+    assert len(servers) == 1
+    os.kill(int(servers[0]), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: engine 'llamacpp-server:SmolLM2-135M-Instruct.Q4_1.gguf': the "
+                           "server exited with status -9 while serving; last lines of"), last
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _parent(pid: str) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ from distilabel.models.llms import LLM
 from steps.engines import EngineSpec
 from steps.errors import UserError
 from steps.llms.openai_compatible import OpenAICompatibleEngine
-from steps.servers import managed_server
+from steps.servers import ServerError, managed_server
 
 ENGINE_URLS = "GENTEACH_ENGINE_URLS"
 
@@ -79,6 +80,14 @@ class ServedEngine:
             managed_server(spec.kind, spec.model, ".").check_installed()
 
 
+def _interrupt(error: ServerError) -> None:
+    """A server died while serving: stop the run now instead of retrying into a dead port.
+
+    distilabel stops its pipeline on SIGINT; committed batches stay, a rerun redoes the rest.
+    """
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def _served_specs(specs: Iterable[str | None]) -> list[EngineSpec]:
     parsed = [EngineSpec.parse(text) for text in dict.fromkeys(s for s in specs if s)]
     return [spec for spec in parsed if spec.engine_kind.served]
@@ -116,14 +125,20 @@ def serve_engines(specs: Iterable[str | None], log_dir: str | Path,
     """
     served = served_urls()
     previous = os.environ.get(ENGINE_URLS)
+    servers = []
     with ExitStack() as stack:
         for spec in _served_specs(specs):
             if _key(spec) not in served:
-                server = stack.enter_context(managed_server(spec.kind, spec.model, log_dir, **options))
+                server = managed_server(spec.kind, spec.model, log_dir, on_crash=_interrupt, **options)
+                servers.append(stack.enter_context(server))
                 served[_key(spec)] = server.base_url
         os.environ[ENGINE_URLS] = json.dumps(served)
         try:
             yield served
+        except KeyboardInterrupt:  # a crash interrupts the run: report the crash, not the interrupt
+            for server in servers:
+                server.check()
+            raise
         finally:
             if previous is None:
                 os.environ.pop(ENGINE_URLS, None)
