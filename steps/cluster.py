@@ -65,8 +65,9 @@ def run_pipeline(pipeline: Pipeline, options: ClusterOptions, *, n_threads: int 
     Args:
         pipeline: built with `with Pipeline(...)`.
         options: the recipe's config.
-        n_threads: threads of the local llama.cpp engines (their CPUs per replica on Ray; None:
-            no CPU reservation, llama.cpp's default threads).
+        n_threads: threads the user gave the local llama.cpp engines, reserved as each replica's
+            CPUs on Ray (None: no reservation). Ray keeps an actor pending until its CPUs are
+            free, so LLM steps × replicas × threads must fit the cluster's CPUs.
     """
     replicate_llm_steps(pipeline, options.replicas, n_threads if options.ray else None)
     if not options.ray:

@@ -190,7 +190,7 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         started = time.perf_counter()
         with watch(f"E-step: {len(problems)} problems × {k} samples", len(problems),
                    lambda: progress.stat().st_size):
-            distiset = run_pipeline(pipeline, cluster or ClusterOptions(), n_threads=threads)
+            distiset = run_pipeline(pipeline, cluster or ClusterOptions())
         seconds = time.perf_counter() - started
     sampled_rows = {row["problem_id"]: row for row in distiset["keep_correct"]["train"]}
     greedy_rows = {row["problem_id"]: row for row in distiset["score_greedy"]["train"]}
