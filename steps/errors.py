@@ -33,8 +33,10 @@ class UserError(Exception):
 
 
 def _local_paths(text: str) -> str:
-    """Paths shown relative to the working directory, and the home folder as `~`: a printed
-    error names the file without the user's name or folder layout."""
+    """Paths shown relative to the working directory, and the home folder as `~`.
+
+    A printed error names the file without the user's name or folder layout.
+    """
     cwd, home = os.getcwd(), os.path.expanduser("~")
     if cwd not in ("/", home):
         text = text.replace(cwd + os.sep, "")
@@ -47,8 +49,10 @@ def _shown(path: Path) -> str:
 
 
 def write_error_log(error: BaseException) -> Path:
-    """Write the traceback of `error` (chained causes included, local variables never) to a new
-    log under `LOG_DIR` (the system temp folder if that is not writable); secrets scrubbed.
+    """Write the traceback of `error` to a new log under `LOG_DIR`, secrets scrubbed.
+
+    Chained causes are included, local variables never; the system temp folder is used if
+    `LOG_DIR` is not writable.
 
     Returns:
         The path of the log.
@@ -75,8 +79,11 @@ def write_error_log(error: BaseException) -> Path:
 
 
 def error_line(error: BaseException) -> str:
-    """The one line printed for `error`: its message's first line, scrubbed of secrets and
-    local paths, prefixed with its type unless it is a `UserError`."""
+    """The one line printed for `error`.
+
+    Its message's first line, scrubbed of secrets and local paths, prefixed with its type unless it is a
+    `UserError`.
+    """
     from steps.publish.scrub import scrub_text  # here: steps.publish imports this module
 
     lines = str(error).strip().splitlines()
@@ -87,8 +94,11 @@ def error_line(error: BaseException) -> str:
 
 
 def report(error: BaseException) -> int:
-    """Print the one line for `error` on stderr (with the path of its log if it was not a
-    `UserError`) and return the exit status: 2 for a `UserError`, else 1."""
+    """Print the one line for `error` on stderr and return the exit status.
+
+    Returns:
+        2 for a `UserError`; else 1, and the line names the log holding the traceback.
+    """
     if isinstance(error, UserError):
         print(error_line(error), file=sys.stderr)
         return 2
@@ -108,8 +118,10 @@ def _excepthook(kind: type[BaseException], error: BaseException, tb: TracebackTy
 
 
 def neutralise_rich_tracebacks() -> None:
-    """Undo distilabel's `rich.traceback.install(show_locals=True)` and keep it from coming back
-    (a later `import distilabel` calls `install` again)."""
+    """Undo distilabel's `rich.traceback.install(show_locals=True)` and keep it from coming back.
+
+    A later `import distilabel` calls `install` again.
+    """
     sys.excepthook = _excepthook
     try:
         import rich.traceback
@@ -119,8 +131,11 @@ def neutralise_rich_tracebacks() -> None:
 
 
 def cli_main(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a CLI entry point: a `UserError` becomes one line and exit status 2, any other
-    exception one line naming a scrubbed log and exit status 1 (`report`)."""
+    """Decorate a CLI entry point.
+
+    A `UserError` becomes one line and exit status 2, any other exception one line naming a scrubbed log
+    and exit status 1 (`report`).
+    """
     neutralise_rich_tracebacks()
 
     @wraps(main)

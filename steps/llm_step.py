@@ -20,9 +20,8 @@ same way for every flow:
   `engine_retries` {"stage/agent": retries the engine made itself}.
 - Nothing vanishes: an exception in a step's own code or in the engine call is caught per row or
   per call and recorded (reason `step_error` / `engine_error:exception`), since distilabel would
-  otherwise forward the whole batch with its outputs set to None (platform.md §1.8).
-
-(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
+  otherwise forward the whole batch with its outputs set to None (distilabel 1.5.3: a non-global
+  step that raises logs a warning and forwards its batch with outputs None).
 """
 
 import json
@@ -36,6 +35,7 @@ from distilabel.steps import StepInput
 from distilabel.steps.tasks import Task
 from distilabel.typing import StepOutput
 from pydantic import BaseModel, ValidationError
+from typing_extensions import override
 
 from steps.llms.base import Prompt, engine_error, sample_seed
 
@@ -59,6 +59,7 @@ class OutputError(ValueError):
     """A reply that cannot be used; `reason` is the short label counted on the card."""
 
     def __init__(self, reason: str) -> None:
+        """Keep `reason`, the label the card counts."""
         super().__init__(reason)
         self.reason = reason
 
@@ -69,16 +70,20 @@ def request_seed(seed: int, row_id: Any, stage: str, key: Hashable, attempt: int
 
 
 def row_failed(row: dict[str, Any]) -> bool:
-    """Failed upstream: marked failed, or `failed` is None because a step raised and distilabel
-    forwarded its batch with every output set to None."""
+    """Whether the row failed upstream.
+
+    Marked failed, or `failed` is None because a step raised and distilabel forwarded its batch
+    with every output set to None.
+    """
     return bool(row.get("failed")) or ("failed" in row and row["failed"] is None)
 
 
 def rerun_may_fix(failure: dict[str, Any]) -> bool:
-    """Whether a failure came from the engine being unavailable or overloaded (5xx, 429, 408,
-    timeouts, resets, the breaker's deadline, an engine that raised), so that rerunning the same
-    command may succeed; parse failures, 4xx such as 400 and context_overflow would fail again.
-    (Issue 11: items with such failures are not marked done, and a rerun retries exactly those.)
+    """Whether rerunning the same command may fix a failure: the engine was unavailable or overloaded.
+
+    That is 5xx, 429, 408, timeouts, resets, the breaker's deadline or an engine that raised;
+    parse failures, 4xx such as 400 and context_overflow would fail again. Items with such
+    failures are not marked done, and a rerun retries exactly those.
     """
     reason = str(failure.get("reason") or "")
     if not reason.startswith("engine_error"):
@@ -97,8 +102,26 @@ def failure_record(stage: str, agent: str | None, reason: str, raw_output: str |
 class LLMStep(Task):
     """A distilabel Task whose rows fan out into `requests`; see the module docstring.
 
-    Input columns: `row_id` and what the subclass reads. Output columns: `failures`, `failed`,
-    `tokens`, `calls`, `engine_retries` and what the subclass writes in `apply`.
+    Input columns:
+        - `row_id` (class attribute, default `item_id`): seeds each request; plus what the
+          subclass reads.
+
+    Output columns:
+        - failures (`list[dict]`): failure records {stage, agent, reason, raw_output, message, key}.
+        - failed (`bool`): the row cannot go on; later LLM steps pass it through.
+        - tokens (`dict`): {input, output} token counts.
+        - calls (`dict`): {"stage/agent": [requests, retries, failures]}.
+        - engine_retries (`dict`): {"stage/agent": retries the engine made itself}.
+        - and what the subclass writes in `apply`.
+
+    Failure reasons: `empty_output`, `invalid_json`, `schema_mismatch` (replies, retried up to
+    `max_retries`); the engine's `engine_error:<status>`, `engine_error:exception`,
+    `context_overflow`; `step_error` (the step's own code raised on the row);
+    `upstream_step_error` (distilabel dropped the row's outputs upstream).
+
+    References:
+        - distilabel 1.5.3: a non-global step that raises forwards its batch with outputs None,
+          hence the per-row and per-call catching.
     """
 
     stage: ClassVar[str | None] = None  # None: the step's name (Magpie's instruction_1, …)
@@ -113,10 +136,12 @@ class LLMStep(Task):
         return self.stage or self.name
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return [self.row_id]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return ["failures", "failed", "tokens", "calls", "engine_retries"]
 
@@ -128,7 +153,8 @@ class LLMStep(Task):
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         """Write the parsed replies (by request key) into the row; failed keys are absent.
 
-        Set `row["failed"] = True` when the row cannot go on."""
+        Set `row["failed"] = True` when the row cannot go on.
+        """
 
     def parse(self, text: str, request: Request) -> Any:
         """A reply's use: stripped text, or the schema's model (a dict schema: the JSON value).
@@ -153,13 +179,12 @@ class LLMStep(Task):
             raise OutputError("schema_mismatch") from None
 
     def format_input(self, input: dict[str, Any]) -> Any:
-        """distilabel's one-call interface (`Task.print`): the row's first request."""
+        """Distilabel's one-call interface (`Task.print`): the row's first request."""
         return self.requests(input)[0].messages
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None
                       ) -> dict[str, Any]:
-        """distilabel's one-call interface: the row with `output` as the reply to its first
-        request.
+        """Distilabel's one-call interface: the row with `output` as the reply to its first request.
 
         Raises:
             OutputError: the reply does not parse.
@@ -256,6 +281,7 @@ class LLMStep(Task):
         again = (request.num_generations == 1 and parse_failed and attempt < self.max_retries)
         return (parsed if request.num_generations > 1 else parsed[0]), failures, again
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:
         rows = [self._prepare(row) for row in inputs]
         pending: list[tuple[int, Request]] = []

@@ -95,8 +95,11 @@ class RecipeConfig(BaseModel):
 
     @property
     def repo_dir(self) -> Path:
-        """The local folder the run assembles the repository in: the output folder, or for a URL
-        a staging folder `outputs/.staging/<hash of the URL>` (copied there by `finish_run`)."""
+        """The local folder the run assembles the repository in.
+
+        The output folder, or for a URL a staging folder `outputs/.staging/<hash of the URL>`
+        (copied there by `finish_run`).
+        """
         assert self.output_dir is not None
         if self.output_url is None:
             return Path(self.output_dir)

@@ -45,6 +45,8 @@ NAMES_KEPT = 20  # names per reason kept in the report (counts are always comple
 
 @dataclass(frozen=True)
 class Seed:
+    """One seed document: content id, source, text and kind."""
+
     id: str  # content hash: the same document keeps its id wherever it comes from
     source: str  # path relative to the seeds folder, or `<file>#<row>`
     text: str
@@ -67,6 +69,7 @@ class SeedReport:
     budget_tokens: int | None = None
 
     def skip(self, reason: str, name: str) -> None:
+        """Record that `name` was skipped for `reason`."""
         self.skipped.setdefault(reason, []).append(name)
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class Seeds(list[Seed]):
     """The seeds of a source in a stable order (a list), with the report of what else happened."""
 
     def __init__(self, seeds: Iterable[Seed] = (), report: SeedReport | None = None) -> None:
+        """The seeds, with the report of what was skipped."""
         super().__init__(seeds)
         self.report = report or SeedReport()
 
@@ -240,8 +244,9 @@ def _from_frame(frame: pl.DataFrame, name: str, text_column: str | None) -> Seed
 
 
 def load_seeds(source: str, text_column: str | None = None) -> Seeds:
-    """All seeds of a source, in a stable order, with the report of what was skipped or
-    re-decoded (`Seeds.report`).
+    """All seeds of a source, in a stable order, with a report (`Seeds.report`).
+
+    The report names what was skipped or re-decoded.
 
     Raises:
         UserError: the source cannot be read, holds no seeds, or a seed file is bad.
@@ -279,8 +284,10 @@ MAX_CHARS_PER_TOKEN = 16  # no tokenizer packs more into one token; bounds the t
 
 
 def cut_to_tokens(text: str, tokenize: Tokenize, max_tokens: int) -> str:
-    """The longest prefix of `text` with at most `max_tokens` tokens, ended at a word boundary
-    when one is near (CJK text has none, and is cut between characters).
+    """The longest prefix of `text` with at most `max_tokens` tokens.
+
+    It ends at a word boundary when one is near (CJK text has none, and is cut between
+    characters).
     """
     window = text[: max_tokens * MAX_CHARS_PER_TOKEN]
     if len(tokenize(window)) <= max_tokens:
@@ -301,10 +308,11 @@ def cut_to_tokens(text: str, tokenize: Tokenize, max_tokens: int) -> str:
 
 
 def fit_seeds(seeds: Seeds, tokenize: Tokenize, max_tokens: int) -> Seeds:
-    """Seeds cut to at most `max_tokens` tokens of the engine (see
-    `steps.agentinstruct.plan.seed_token_budget`); each cut seed is named in the report. A cut
-    seed keeps its id (the id names the document). Calling again with a second engine's tokenizer
-    cuts further where that one needs it.
+    """Seeds cut to at most `max_tokens` tokens of the engine.
+
+    The budget comes from `steps.agentinstruct.plan.seed_token_budget`; each cut seed is named in
+    the report. A cut seed keeps its id (the id names the document). Calling again with a second
+    engine's tokenizer cuts further where that one needs it.
 
     Raises:
         UserError: the budget is below 1 token (the context cannot hold any seed).

@@ -73,6 +73,8 @@ class RefinementGoal(_Strict):
 
 
 class Skill(_Strict):
+    """One skill of the taxonomy: its agents, refinement goals and dataset split."""
+
     id: str
     name: str
     split: str  # the orca-agentinstruct-1M-v1 split name, used as the dataset config
@@ -103,12 +105,15 @@ class Skill(_Strict):
         return self
 
     def transformation_agent(self, agent_id: str) -> TransformationAgent:
+        """The transformation agent `agent_id` (StopIteration if unknown)."""
         return next(a for a in self.transformation_agents if a.id == agent_id)
 
     def instruction_agent(self, agent_id: str) -> InstructionAgent:
+        """The instruction agent `agent_id` (StopIteration if unknown)."""
         return next(a for a in self.instruction_agents if a.id == agent_id)
 
     def refinement_goal(self, goal_id: str) -> RefinementGoal:
+        """The refinement goal `goal_id` (StopIteration if unknown)."""
         return next(g for g in self.refinement_goals if g.id == goal_id)
 
     def allowed_instruction_agents(self, transformation_agent_id: str) -> list[InstructionAgent]:
@@ -117,6 +122,7 @@ class Skill(_Strict):
         return [a for a in self.instruction_agents if allowed is None or a.id in allowed]
 
     def context_of(self, agent: InstructionAgent) -> Context:
+        """What the student sees with the agent's tasks: the agent's context, else the skill's."""
         return agent.context or self.context
 
     def is_multiple_choice(self, agent: InstructionAgent) -> bool:
@@ -138,6 +144,8 @@ class PromptFrames(_Strict):
 
 
 class Taxonomy(BaseModel):
+    """The loaded taxonomy: skills, prompt frames and a content hash."""
+
     model_config = ConfigDict(frozen=True)
 
     skills: dict[str, Skill]
@@ -145,6 +153,11 @@ class Taxonomy(BaseModel):
     version: str  # content hash of every file, recorded with each run
 
     def skill(self, skill_id: str) -> Skill:
+        """The skill `skill_id`.
+
+        Raises:
+            UserError: unknown skill (`--skills`).
+        """
         if skill_id not in self.skills:
             raise UserError(
                 f"--skills: unknown skill {skill_id!r}; known: {', '.join(sorted(self.skills))}"
@@ -153,6 +166,7 @@ class Taxonomy(BaseModel):
 
     @cached_property
     def by_split(self) -> dict[str, Skill]:
+        """The skills by split name."""
         return {skill.split: skill for skill in self.skills.values()}
 
     def resolve(self, names: list[str] | None) -> list[Skill]:
@@ -172,10 +186,12 @@ class Taxonomy(BaseModel):
 
     @property
     def subcategory_count(self) -> int:
+        """Instruction agents (the paper's subcategories) over all skills."""
         return sum(len(s.instruction_agents) for s in self.skills.values())
 
 
 def first_error(error: ValidationError) -> str:
+    """The first error of a ValidationError as `location: message`."""
     err = error.errors()[0]
     message = err["msg"].removeprefix("Value error, ")  # our validators name their own key
     where = ".".join(str(part) for part in err["loc"])
@@ -183,6 +199,11 @@ def first_error(error: ValidationError) -> str:
 
 
 def read_yaml(path: Path) -> object:
+    """The YAML document at `path`.
+
+    Raises:
+        UserError: not valid YAML or not UTF-8 (with the line when known).
+    """
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:

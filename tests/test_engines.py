@@ -176,6 +176,7 @@ def test_openai_compatible_server(openai_server: str) -> None:
     chat, structured, raw = llm.generate_outputs(
         inputs=[CHAT, (CHAT, SCHEMA), "<|im_start|>user\n"], **llm.generation_kwargs)
     assert chat["generations"][0].strip()
+    assert structured["errors"] == [None], structured["errors"]
     assert Question.model_validate(json.loads(structured["generations"][0], strict=False)).answer
     assert raw["generations"][0] is not None
     assert chat["statistics"]["output_tokens"][0] > 0

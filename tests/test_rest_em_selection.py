@@ -12,10 +12,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from steps.errors import UserError
-from steps.rest_em.metrics import evaluate, majority_correct, pass_at_k, report_ks
+from steps.rest_em.metrics import (
+    bootstrap_interval,
+    evaluate,
+    majority_correct,
+    pass_at_k,
+    per_problem,
+    report_ks,
+)
 from steps.rest_em.problems import arithmetic_problems, load_problems, split_heldout
 from steps.rest_em.scoring import OUTCOMES, Scored, SolutionScorer
 from steps.rest_em.selection import count_outcomes, funnel_rows, keep_correct
+from steps.rest_em.verifiers.final_answer import FinalAnswerVerifier
 
 
 def test_arithmetic_problems_are_deterministic_and_their_answers_check_out() -> None:
@@ -32,6 +40,55 @@ def test_arithmetic_problems_are_deterministic_and_their_answers_check_out() -> 
         else:
             expected = numbers[0] + numbers[1] if gains else numbers[0] - numbers[1]
         assert int(p.answer) == expected >= 0
+
+
+def test_multistep_arithmetic_problems_have_two_to_four_steps_and_right_answers() -> None:
+    problems = load_problems("generate:arithmetic:2-4", count=60, seed=1)
+    assert problems == arithmetic_problems(60, seed=1, steps=(2, 4))
+    steps_seen = set()
+    for p in problems:
+        operations = [s for s in p.question.split(". ")[1:] if not s.startswith("How many")]
+        steps_seen.add(len(operations))
+        amount = int(p.question.split()[2])
+        for operation in operations:
+            numbers = [int(w) for w in operation.replace(".", "").split() if w.isdigit()]
+            if "packs of" in operation:
+                amount += numbers[0] * numbers[1]
+            elif "gives away" in operation:
+                amount -= numbers[0]
+            else:
+                amount += numbers[0]
+        assert int(p.answer) == amount >= 0
+    assert steps_seen == {2, 3, 4}
+    assert {p.id for p in problems}.isdisjoint(p.id for p in arithmetic_problems(60, seed=1))
+
+
+def test_gsm8k_format_answers_are_read_after_the_marks(tmp_path: Path) -> None:
+    records = [
+        {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as "
+                     "many clips in May. How many clips did Natalia sell altogether?",
+         "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+                   "Natalia sold 48+24 = <<48+24=72>>72 clips altogether.\n#### 72"},
+        {"question": "How much is a thousand and 234?", "answer": "1000 + 234 = 1,234\n#### 1,234"},
+        {"question": "Costs?", "answer": "Step one.\n#### $12,000.50"},
+        {"question": "Plain?", "answer": "-7"},
+    ]
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    problems = load_problems(str(path))
+    assert [p.answer for p in problems] == ["72", "1234", "$12000.50", "-7"]
+    assert all(p.kind == "math" for p in problems)
+    scorer = SolutionScorer()
+    try:
+        assert scorer(problems[1], "Step by step.\nAnswer: 1,234").outcome == "pass"
+        assert scorer(problems[1], "Answer: 1.234").outcome == "fail"
+        assert scorer(problems[2], "Answer: \\$12,000.50").outcome == "pass"
+    finally:
+        scorer.close()
+    path.write_text(json.dumps({"question": "q", "answer": "work shown\n####  "}) + "\n")
+    with pytest.raises(UserError, match="after '####'") as error:
+        load_problems(str(path))
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
 def test_load_problems_reads_jsonl_and_parquet(tmp_path: Path) -> None:
@@ -53,6 +110,9 @@ def test_load_problems_reads_jsonl_and_parquet(tmp_path: Path) -> None:
     ('{"answer": 1}\n', "non-empty string 'question'"),
     ('{"question": "q", "tests": [{"input": 1}]}\n', "'tests' must be"),
     ("not json\n", "line 1: not JSON"),
+    ('{"question": "q", "answer": "SELECT 1", "kind": "sql"}\n',
+     "unknown problem kind 'sql'; known kinds: "),
+    ('{"question": "q", "answer": "1", "kind": "code"}\n', "kind 'code' needs 'tests'"),
 ])
 def test_bad_problem_files_raise_one_clear_user_error(tmp_path: Path, content: str,
                                                       message: str) -> None:
@@ -117,11 +177,16 @@ def test_pass_at_k_matches_brute_force_enumeration() -> None:
     assert report_ks(32) == [1, 2, 4, 8, 16, 32] and report_ks(6) == [1, 2, 4, 6]
 
 
-def test_majority_vote_uses_the_most_frequent_normalised_answer() -> None:
+def test_majority_vote_uses_the_most_frequent_answer_under_the_vote_key() -> None:
+    key = FinalAnswerVerifier.vote_key
     assert majority_correct([Scored("fail", "5"), Scored("pass", "$7$"), Scored("pass", "7.0"),
-                             Scored("unparseable")])
-    assert not majority_correct([Scored("fail", "5"), Scored("fail", "5"), Scored("pass", "7")])
-    assert not majority_correct([Scored("unparseable"), Scored("no_output")])
+                             Scored("unparseable")], key)
+    assert majority_correct([Scored("fail", "5"), Scored("fail", "5"), Scored("pass", "1,234"),
+                             Scored("pass", "\\$1234"), Scored("pass", "1234.0")], key)
+    assert not majority_correct([Scored("fail", "5"), Scored("fail", "5"), Scored("pass", "7")], key)
+    assert not majority_correct([Scored("unparseable"), Scored("no_output")], key)
+    assert not majority_correct([Scored("fail", "0,1"), Scored("fail", "0,1"), Scored("pass", "0.1")],
+                                key)  # a pair and a decimal do not vote together
 
 
 def test_evaluate_reports_greedy_pass_at_k_and_majority() -> None:
@@ -134,3 +199,17 @@ def test_evaluate_reports_greedy_pass_at_k_and_majority() -> None:
     assert metrics["pass@1"] == pytest.approx(0.25) and metrics["pass@2"] == pytest.approx(0.5)
     assert metrics["majority_vote"] == 0.5  # problem 0: a 1-1 tie goes to the first answer
     assert metrics["sampled_outcomes"] == {"pass": 1, "fail": 3}
+    assert per_problem(problems, sampled, greedy)["greedy_pass@1"] == [1, 0]
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_problems() -> None:
+    rng = random.Random(0)
+    small = [float(rng.random() < 0.3) for _ in range(40)]
+    large = [float(rng.random() < 0.3) for _ in range(1600)]
+    for values in (small, large):
+        low, high = bootstrap_interval(values)
+        assert low < sum(values) / len(values) < high
+    assert (bootstrap_interval(large)[1] - bootstrap_interval(large)[0]
+            < (bootstrap_interval(small)[1] - bootstrap_interval(small)[0]) / 3)
+    assert bootstrap_interval(small, seed=1) == bootstrap_interval(small, seed=1)
+    assert bootstrap_interval([0.0] * 10) == (0.0, 0.0)

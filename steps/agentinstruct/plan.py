@@ -68,8 +68,10 @@ def plan_items(
     tasks_per_item: int,
     refinement_rounds: int,
 ) -> list[dict[str, Any]]:
-    """Work items for every skill: one seed, one transformation agent (picked at random, as in
-    the paper), one instruction agent allowed after it, and a refinement goal per round.
+    """Work items for every skill.
+
+    One seed, one transformation agent (picked at random, as in the paper), one instruction agent allowed
+    after it, and a refinement goal per round.
 
     The plan asks for exactly the work the quota needs: a task gives one row per version (the
     seed instruction and one per refinement round), so a skill gets ceil(quota / versions) tasks,
@@ -129,15 +131,16 @@ def seed_token_budget(
     teacher_max_tokens: int,
     refinement_rounds: int,
 ) -> int:
-    """The most tokens a seed may have so that every prompt it reaches, with its reply, fits in
-    the engine's context window (llama.cpp refuses a longer prompt outright).
+    """The most tokens a seed may have so that every prompt it reaches, with its reply, fits.
 
-    A seed is the source of the transformation prompt; an identity agent (the paper's unchanged
-    copy, agentinstruct.md §3) makes it the passage of every later prompt too: the instruction
-    agent's, the Suggester's and Editor's (beside a task and the suggestions) and, where the skill
-    shows the passage, the teacher's and the follow-up agent's (beside the conversation so far).
-    Every reply and every task is bounded by its engine's max tokens; prompt frames are counted
-    with the engine's tokenizer. Feed the result to `steps.seeds.fit_seeds`.
+    The engine's context window bounds prompt plus reply (llama.cpp refuses a longer prompt
+    outright). A seed is the source of the transformation prompt; an identity agent (the seed copied
+    unchanged, AgentInstruct paper §2.1, reading comprehension) makes it the passage of every later
+    prompt too: the instruction agent's, the Suggester's and Editor's (beside a task and the
+    suggestions) and, where the skill shows the passage, the teacher's and the follow-up agent's
+    (beside the conversation so far). Every reply and every task is bounded by its engine's max
+    tokens; prompt frames are counted with the engine's tokenizer. Feed the result to
+    `steps.seeds.fit_seeds`.
 
     Returns:
         The budget in tokens; below 1 when the context cannot hold a seed at all.

@@ -1,12 +1,15 @@
-"""Flow 2, seed-instruction generation: an agent per task/question type reads the transformed
-text and returns a list of tasks of its type (one subcategory of the skill)."""
+"""Flow 2, seed-instruction generation.
 
-from __future__ import annotations
+An agent per task/question type reads the transformed text and returns a list of tasks of its type (one
+subcategory of the skill).
+"""
 
 import json
 import string
 from collections.abc import Hashable
 from typing import Any, ClassVar
+
+from typing_extensions import override
 
 from steps.agentinstruct import structure
 from steps.agentinstruct.agent_task import AgentTask, Request
@@ -26,17 +29,43 @@ def _task(item: str | Question | ToolRequest) -> tuple[str, str | None]:
 
 
 class SeedInstructionGeneration(AgentTask):
+    """Asks the item's instruction agent for a list of tasks of its type from the passage.
+
+    The reply's schema depends on the agent's output (plain tasks, questions, tool requests) and
+    is bounded by the number of tasks asked for (the plan's `tasks`, else `max_items`). Tasks
+    that break their skill's structure are rejected and recorded; a shortfall is recorded too.
+
+    Input columns:
+        - item_id, skill: the work item.
+        - passage (`str`): the transformed text.
+        - instruction_agent (`str`): the agent id; tasks (`int`, optional): tasks to ask for.
+
+    Output columns:
+        - units (`list[dict]`): one round-0 version per kept task.
+        - failed (`bool`): no task kept.
+
+    Failure reasons: `fewer_tasks`, `missing_options`, `duplicate_options`,
+    `answer_not_an_option`, `invalid_api_list`, `missing_call`, `unexpected_call`, `unknown_api`,
+    `unknown_argument`, `missing_required_argument`, and LLMStep's.
+
+    References:
+        - AgentInstruct paper (arXiv 2407.03502) §2, seed instruction generation flow.
+    """
+
     stage: ClassVar[str] = "seed_instruction_generation"
     max_items: int = 2  # tasks asked of each agent call
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return [*super().inputs, "passage", "instruction_agent"]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return [*super().outputs, "units", "failed"]
 
+    @override
     def requests(self, input: dict[str, Any]) -> list[Request]:
         skill = self.skill(input)
         agent = skill.instruction_agent(input["instruction_agent"])
@@ -56,8 +85,10 @@ class SeedInstructionGeneration(AgentTask):
         return row.get("tasks") or self.max_items
 
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
-        """Keep the tasks that hold their skill's structure (`structure.task_problem`); record
-        each rejected task, and each task asked for but not written, as a failure."""
+        """Keep the tasks that hold their skill's structure (`structure.task_problem`).
+
+        Record each rejected task, and each task asked for but not written, as a failure.
+        """
         skill = self.skill(row)
         agent = skill.instruction_agent(row["instruction_agent"])
         kept: list[tuple[str, str | None]] = []

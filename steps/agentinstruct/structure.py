@@ -58,9 +58,11 @@ _FRAME_RUNS: dict[str, frozenset[tuple[str, ...]]] = {}
 
 
 def frame_runs(taxonomy: Taxonomy) -> frozenset[tuple[str, ...]]:
-    """Every run of `ECHO_WORDS` words in the taxonomy's own prompt text: the frames (split at
-    their placeholders, which the seed or passage fills) and every agent's and goal's
-    instructions. Cached per taxonomy version."""
+    """Every run of `ECHO_WORDS` words in the taxonomy's own prompt text.
+
+    The frames (split at their placeholders, which the seed or passage fills) and every agent's and goal's
+    instructions. Cached per taxonomy version.
+    """
     if taxonomy.version not in _FRAME_RUNS:
         p = taxonomy.prompts
         texts = [p.transformation, *p.instruction.values(), p.suggester, p.editor, p.follow_up,
@@ -80,14 +82,19 @@ def frame_runs(taxonomy: Taxonomy) -> frozenset[tuple[str, ...]]:
 
 
 def echoes_prompt(text: str, taxonomy: Taxonomy) -> bool:
-    """Whether `text` copies the prompt frame (e.g. a "passage" that is the transformation prompt
-    itself): `ECHO_RUNS` or more runs of `ECHO_WORDS` words of the taxonomy's prompt text."""
+    """Whether `text` copies the prompt frame (e.g. a "passage" that is the transformation prompt itself).
+
+    `ECHO_RUNS` or more runs of `ECHO_WORDS` words of the taxonomy's prompt text.
+    """
     return len(_runs(text) & frame_runs(taxonomy)) >= ECHO_RUNS
 
 
 def leftover_placeholders(text: str, source: str) -> list[str]:
-    """Template placeholders in `text` (outside code spans) that `source` — the prompt or the
-    passage the text was written from — does not contain, i.e. blanks nobody filled."""
+    """Template placeholders in `text` (outside code spans) that `source` does not contain.
+
+    `source` is the prompt or the passage the text was written from: such a placeholder is a
+    blank nobody filled.
+    """
     return [found for found in PLACEHOLDER.findall(CODE_SPAN.sub(" ", text)) if found not in source]
 
 
@@ -101,8 +108,9 @@ def text_problem(text: str, source: str, taxonomy: Taxonomy) -> str | None:
 
 
 def check_reply(text: str, request: Request | None, taxonomy: Taxonomy) -> None:
-    """Raise for a text reply that echoes its prompt or holds an unfilled placeholder, so the
-    stage retries it like a reply that does not parse.
+    """Raise for a text reply that echoes its prompt or holds an unfilled placeholder.
+
+    The stage then retries it like a reply that does not parse.
 
     Raises:
         OutputError: with reason `prompt_echo` or `placeholder`.
@@ -113,6 +121,7 @@ def check_reply(text: str, request: Request | None, taxonomy: Taxonomy) -> None:
 
 
 def option_letters(instruction: str) -> list[str]:
+    """The option letters (A, B, …) of the lettered option lines of a rendered task, in order."""
     return OPTION_LINE.findall(instruction)
 
 
@@ -123,8 +132,10 @@ def has_options(instruction: str) -> bool:
 
 
 def answer_names_option(answer: str, options: list[str]) -> bool:
-    """Whether the answer is an option's letter (`B`, `(B)`, `B) text`, `A, C` for select-all)
-    or the text of an option."""
+    """Whether the answer is an option's letter or the text of an option.
+
+    Letters may be written `B`, `(B)`, `B) text`, or `A, C` for select-all.
+    """
     letters = set(string.ascii_uppercase[: len(options)])
     answer = answer.strip()
     picked = re.fullmatch(r"\(?([A-Z])\)?(?:[.):]\s*.*)?", answer, re.DOTALL)
@@ -148,9 +159,12 @@ def api_list(passage: str) -> list[dict[str, Any]] | None:
 
 def tool_request_problem(request: ToolRequest, apis: list[dict[str, Any]] | None,
                          expected: str | None) -> str | None:
-    """Why a tool-use request breaks its structure: a call where the scenario has none or none
-    where it needs one, a call to an API not listed, an argument the API does not take, a
-    required parameter left out (agentinstruct.md §5: the four scenarios)."""
+    """Why a tool-use request breaks its structure.
+
+    A call where the scenario has none or none where it needs one, a call to an API not listed, an
+    argument the API does not take, a required parameter left out (AgentInstruct paper §2.3, tool
+    use: the four scenarios).
+    """
     if apis is None:
         return "invalid_api_list"
     call = request.call
@@ -174,8 +188,11 @@ def tool_request_problem(request: ToolRequest, apis: list[dict[str, Any]] | None
 
 def task_problem(skill: Skill, agent: InstructionAgent, item: str | Question | ToolRequest,
                  instruction: str, passage: str, taxonomy: Taxonomy) -> str | None:
-    """Why a seed instruction is unusable, or None. `instruction` is the task as the student will
-    read it (a question with its options rendered); `passage` is the text it is about."""
+    """Why a seed instruction is unusable, or None.
+
+    `instruction` is the task as the student will read it (a question with its options rendered);
+    `passage` is the text it is about.
+    """
     if problem := text_problem(instruction, passage, taxonomy):
         return problem
     if isinstance(item, Question) and skill.is_multiple_choice(agent):
@@ -192,8 +209,10 @@ def task_problem(skill: Skill, agent: InstructionAgent, item: str | Question | T
 
 
 def edit_problem(skill: Skill, agent: InstructionAgent, instruction: str, passage: str) -> str | None:
-    """Why an Editor's version breaks the skill's structure, or None: a multiple-choice task must
-    keep lettered options, a tool-use passage must stay an API list."""
+    """Why an Editor's version breaks the skill's structure, or None.
+
+    A multiple-choice task must keep lettered options, a tool-use passage must stay an API list.
+    """
     if skill.is_multiple_choice(agent) and not has_options(instruction):
         return "missing_options"
     if skill.context_of(agent) == "tools" and api_list(passage) is None:

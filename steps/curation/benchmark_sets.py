@@ -27,6 +27,8 @@ FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 @dataclass(frozen=True)
 class BenchmarkSet:
+    """A benchmark's items as plain texts, for decontamination."""
+
     name: str
     items: list[str]
 
@@ -75,8 +77,10 @@ def _split_spec(spec: str) -> tuple[str, str]:
 
 
 def check_benchmarks(specs: list[str]) -> None:
-    """Check benchmark specs without loading them: local files exist with a known suffix,
-    folders hold such files, anything else has the Hub id form. Cheap; call before any work.
+    """Check benchmark specs without loading them.
+
+    Local files exist with a known suffix, folders hold such files, anything else has the Hub id form.
+    Cheap; call before any work.
 
     Raises:
         UserError: one line naming the first bad spec and what to pass instead.

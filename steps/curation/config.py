@@ -36,8 +36,11 @@ class FilterConfig(_Strict):
 
 
 class CurationConfig(_Strict):
-    """What curation does: filters -> decontamination -> exact dedup -> near-dup (-> embedding
-    dedup), each stage counted in the funnel (steps.curation.run)."""
+    """What curation does.
+
+    Filters -> decontamination -> exact dedup -> near-dup (-> embedding dedup), each stage counted in the
+    funnel (steps.curation.run).
+    """
 
     text_column: str | None = Field(None, description="curate this plain-text column instead of "
                                     "`messages`")
@@ -71,10 +74,16 @@ class CurationConfig(_Strict):
                                    "counted for stats")
 
     def filters_for(self, skill: str | None) -> FilterConfig:
+        """The filters of a skill: its own from `skill_filters`, else the defaults."""
         return self.skill_filters.get(skill or "", self.filters)
 
 
 def load_skill_filters(path: Path) -> dict[str, FilterConfig]:
+    """Per-skill filter settings from a YAML file {skill: FilterConfig fields}.
+
+    Raises:
+        UserError: the file cannot be read or a value is invalid (`--skill-filters`).
+    """
     try:
         raw = yaml.safe_load(path.read_text()) or {}
         return {str(skill): FilterConfig(**values) for skill, values in raw.items()}

@@ -37,6 +37,7 @@ class Decisions:
     near_dup_pairs: dict[str, int] = field(default_factory=dict)
 
     def code(self, stage: str, reason: str) -> int:
+        """The code of a (stage, reason) in `reason` arrays."""
         return self.reasons.index((stage, reason))
 
     def row_ids(self, rows: np.ndarray) -> list[str]:

@@ -64,6 +64,7 @@ class BenchmarkIndex:
 
     @classmethod
     def build(cls, sets: list[BenchmarkSet], n: int = 8) -> BenchmarkIndex:
+        """Index the n-grams (n words, numbers masked) of every item of `sets`."""
         texts = [text for s in sets for text in s.items]
         item_set = np.repeat(np.arange(len(sets)), [len(s.items) for s in sets])
         item_local = np.concatenate([np.arange(len(s.items)) for s in sets] or [np.zeros(0)])
@@ -153,6 +154,7 @@ class ContaminationReport:
     items_hit: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        """Start every set's flagged-row count at zero."""
         self.rows_flagged = np.zeros(len(self.index.names), dtype=np.int64)
 
     def add(self, items: np.ndarray, row_set: np.ndarray) -> None:
@@ -161,6 +163,7 @@ class ContaminationReport:
         self.items_hit.update(items.tolist())
 
     def as_dict(self, training_rows: int) -> dict[str, dict[str, object]]:
+        """Per benchmark: rows flagged, items hit of all items, too-short items (stats.json)."""
         hit = np.zeros(len(self.index.names), dtype=np.int64)
         if self.items_hit:
             hit = np.bincount(self.index.item_set[list(self.items_hit)], minlength=len(hit))
@@ -180,8 +183,10 @@ class ContaminationReport:
 
 def best_item_per_row(index: BenchmarkIndex, found: Overlaps, tokens: Words
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each flagged row: (row, item, coverage) of the item it is attributed to (the module
-    docstring says which). `tokens`: the batch's tokens, numbers not masked."""
+    """(row, item, coverage) for each flagged row, with the item it is attributed to.
+
+    The module docstring says which item. `tokens`: the batch's tokens, numbers not masked.
+    """
     if len(found.row) == 0:
         return found.row, found.item, found.coverage
     rows_numbers, rows_offsets = _number_sets(tokens)

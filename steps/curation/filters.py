@@ -76,6 +76,11 @@ def parse_fails(texts: Texts, rows: np.ndarray) -> np.ndarray:
 
 
 def language_fails(texts: Texts, rows: np.ndarray, languages: list[str]) -> np.ndarray:
+    """Per row (True only among `rows`), whether py3langid's language is not in `languages`.
+
+    Raises:
+        UserError: py3langid is not installed.
+    """
     try:
         import py3langid
     except ImportError:
@@ -87,6 +92,7 @@ def language_fails(texts: Texts, rows: np.ndarray, languages: list[str]) -> np.n
 
 
 def refusal_fails(texts: Texts) -> np.ndarray:
+    """Per row, whether the assistant text contains a refusal phrase."""
     return pl.from_arrow(texts.assistant).str.contains(_REFUSAL).fill_null(False).to_numpy()
 
 

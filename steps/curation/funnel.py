@@ -42,6 +42,7 @@ def funnel_table(configs: list[str], config_of_row: np.ndarray, reason_of_row: n
 
 
 def read_previous_funnel(repo_dir: Path | None) -> pa.Table | None:
+    """The funnel a previous curation left in `repo_dir`, or None."""
     path = repo_dir / FUNNEL_FILE if repo_dir else None
     return pq.read_table(path) if path is not None and path.exists() else None
 
@@ -78,8 +79,10 @@ def token_counts(strings: list[str]) -> list[int]:
 
 def _sampled_tokens(decisions: Decisions, config: CurationConfig,
                     columns: dict[str, list[str]]) -> np.ndarray:
-    """Tokens of the user+assistant text of up to `token_sample` kept rows per config, -1 for the
-    rest. The sample is the rows of smallest text hash: deterministic, whatever the row order."""
+    """Tokens of the user+assistant text of up to `token_sample` kept rows per config, -1 for the rest.
+
+    The sample is the rows of smallest text hash: deterministic, whatever the row order.
+    """
     tokens = np.full(len(decisions.reason), -1, dtype=np.int64)
     kept = decisions.reason < 0
     for c, source in enumerate(decisions.inputs):
@@ -95,8 +98,11 @@ def _sampled_tokens(decisions: Decisions, config: CurationConfig,
 
 def curation_stats(decisions: Decisions, config: CurationConfig,
                    columns: dict[str, list[str]]) -> dict[str, Any]:
-    """stats.json: per config the kept rows' words, turns, sampled tokens and skills, plus the
-    decontamination report and near-dup pair counts."""
+    """The content of stats.json.
+
+    Per config the kept rows' words, turns, sampled tokens and skills, plus the decontamination
+    report and near-dup pair counts.
+    """
     kept = decisions.reason < 0
     names = np.array([i.config for i in decisions.inputs], dtype=object)
     frame = pl.DataFrame({

@@ -92,8 +92,11 @@ def _context_class(data, i, end, in_word, prev):
 
 @numba.njit(cache=True)
 def tokenise(data, offsets, codes, ascii_classes, bmp_classes, unicode):
-    """Token hashes h = rotl(h, 7) ^ code(byte) over each token's bytes, token flags, a key and
-    a word count per document (see `ngrams` for the classes; the text is normalised already)."""
+    """Token hashes h = rotl(h, 7) ^ code(byte) over each token's bytes, and token flags.
+
+    Also a key and a word count per document (see `ngrams` for the classes; the text is
+    normalised already).
+    """
     n_docs = offsets.shape[0] - 1
     # Room for a token per 4 bytes, grown when a document could overflow it (at most one per
     # byte): the worst-case size up front costs page faults on every batch.
@@ -217,6 +220,7 @@ def mark_patterns(hashes, offsets, flags, pattern_hashes, pattern_offsets, bit):
 
 @numba.njit(cache=True, inline="always")
 def rotl(x: np.uint64, r: int) -> np.uint64:
+    """Rotate the 64-bit `x` left by `r` bits (mod 64)."""
     r &= 63
     return (x << np.uint64(r)) | (x >> np.uint64((64 - r) & 63)) if r else x
 
@@ -238,8 +242,11 @@ def roll(acc: np.uint64, leaving: np.uint64, entering: np.uint64, width: int) ->
 
 @numba.njit(cache=True, inline="always")
 def gram_hash(acc: np.uint64) -> np.uint64:
-    """Finalise a gram state (xor-multiply-xor: one multiply, enough for word hashes that are
-    random already); near-dup takes bins from its high half and values from its low half."""
+    """Finalise a gram state by xor-multiply-xor.
+
+    One multiply is enough for word hashes that are random already; near-dup takes bins from its
+    high half and values from its low half.
+    """
     acc ^= acc >> np.uint64(32)
     acc *= np.uint64(0xD6E8FEB86659FD93)
     return acc ^ (acc >> np.uint64(32))
@@ -319,15 +326,20 @@ def band_keys(grams, gram_offsets, bands, rows):
 
 @numba.njit(cache=True, inline="always")
 def _run_width(size, max_pairs):
-    """Partners per row in a run of equal keys: all later rows while the run's pairs fit in
-    `max_pairs`, else the next max_pairs // size rows (a degenerate key must not go quadratic)."""
+    """Partners per row in a run of equal keys.
+
+    All later rows while the run's pairs fit in `max_pairs`, else the next max_pairs // size rows (a
+    degenerate key must not go quadratic).
+    """
     return size - 1 if size * (size - 1) // 2 <= max_pairs else max(1, max_pairs // size)
 
 
 @numba.njit(cache=True)
 def run_pairs(sorted_keys, order, max_pairs):
-    """Pairs (a, b), a < b, of rows whose keys are equal (see `_run_width` for big runs), and the
-    number of rows in runs too big to pair completely."""
+    """Pairs (a, b), a < b, of rows whose keys are equal, and the rows left unpaired.
+
+    The count is of rows in runs too big to pair completely (see `_run_width`).
+    """
     n = sorted_keys.shape[0]
     count = 0
     oversized = 0
@@ -418,10 +430,12 @@ def _contains(values, start, stop, x):
 @numba.njit(cache=True)
 def _side_differs(a, b, values, offsets, grams, gram_offsets, tokens, flags, token_offsets, width,
                   share, substance):
-    """Whether document a holds content that b lacks: a token covered by no shingle of b (the
-    shared text set aside) that is `substance`, or such tokens making over `share` of a segment
-    (any of them in a segment holding a symbol).
-    A common prefix or suffix counts as shared too (the shingles at a text's edges are padded)."""
+    """Whether document a holds content that b lacks.
+
+    A token covered by no shingle of b (the shared text set aside) that is `substance`, or such tokens
+    making over `share` of a segment (any of them in a segment holding a symbol). A common prefix or
+    suffix counts as shared too (the shingles at a text's edges are padded).
+    """
     t0, t1 = token_offsets[a], token_offsets[a + 1]
     u0, u1 = token_offsets[b], token_offsets[b + 1]
     length = t1 - t0
@@ -460,8 +474,10 @@ def _side_differs(a, b, values, offsets, grams, gram_offsets, tokens, flags, tok
 
 @numba.njit(cache=True)
 def multiset_keys(hashes, offsets, flags, wanted):
-    """Per document, an order-free key of the multiset of its tokens flagged `wanted` (a sum of
-    mixed hashes): equal multisets give equal keys, so `1 / 2` and `1 // 2` differ."""
+    """Per document, an order-free key of the multiset of its tokens flagged `wanted`.
+
+    A sum of mixed hashes: equal multisets give equal keys, so `1 / 2` and `1 // 2` differ.
+    """
     n_docs = offsets.shape[0] - 1
     keys = np.zeros(n_docs, dtype=np.uint64)
     for d in range(n_docs):
@@ -476,8 +492,11 @@ def multiset_keys(hashes, offsets, flags, wanted):
 @numba.njit(cache=True)
 def differs(values, offsets, grams, gram_offsets, tokens, flags, token_offsets, substance_keys, left,
             right, width, share, substance):
-    """Per pair (left[i], right[i]): whether the two hold different numbers, symbols and negations
-    (as multisets), or either side holds content the other lacks."""
+    """Per pair (left[i], right[i]).
+
+    Whether the two hold different numbers, symbols and negations (as multisets), or either side holds
+    content the other lacks.
+    """
     out = np.zeros(left.shape[0], dtype=np.bool_)
     for p in range(left.shape[0]):
         a, b = left[p], right[p]
@@ -491,9 +510,12 @@ def differs(values, offsets, grams, gram_offsets, tokens, flags, token_offsets, 
 
 @numba.njit(cache=True)
 def keep_greedy(pairs, similarity, rank, n_rows):
-    """Rows in rank order; a row is removed as a duplicate of its most similar neighbour that is
-    kept and of smaller rank (ties: smaller rank), so it is a verified pair with the row it names.
-    Returns duplicate_of (-1 = kept) and the similarity to that row."""
+    """Keep one row per group of verified near-duplicates, visiting rows in rank order.
+
+    A row is removed as a duplicate of its most similar neighbour that is kept and of smaller rank (ties:
+    smaller rank), so it is a verified pair with the row it names. Returns duplicate_of (-1 = kept) and
+    the similarity to that row.
+    """
     degree = np.zeros(n_rows + 1, dtype=np.int64)
     for p in range(pairs.shape[0]):
         degree[pairs[p, 0] + 1] += 1
@@ -577,6 +599,7 @@ def scan(words, word_offsets, n, bitmap, shift, table, bucket_starts, bucket_shi
 
 @numba.njit(cache=True)
 def bloom_filter(grams, blocks, shift):
+    """A blocked Bloom filter of `grams`: `blocks` uint64 words, block = gram >> shift."""
     bitmap = np.zeros(blocks, dtype=np.uint64)
     for g in grams:
         bitmap[g >> shift] |= bloom_mask(g)

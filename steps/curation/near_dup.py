@@ -55,11 +55,13 @@ class BandStore:
     """
 
     def __init__(self, bands: int) -> None:
+        """One temporary file of uint64 keys per band."""
         self._dir = tempfile.TemporaryDirectory(prefix="genteach-bands-")
         self._files = [Path(self._dir.name) / f"band{b}.u64" for b in range(bands)]
         self.rows = 0
 
     def append(self, keys: np.ndarray) -> None:
+        """Append the band keys of the next rows, shape (rows, bands)."""
         for band, path in enumerate(self._files):
             with open(path, "ab") as handle:
                 np.ascontiguousarray(keys[:, band]).tofile(handle)
@@ -67,8 +69,10 @@ class BandStore:
 
     def candidate_pairs(self, eligible: np.ndarray, max_pairs: int = MAX_PAIRS_PER_RUN
                         ) -> tuple[np.ndarray, int]:
-        """Unique (a, b) row pairs, a < b, that share at least one band key, and the number of
-        (row, band) entries in runs too big to pair completely."""
+        """Unique (a, b) row pairs, a < b, that share at least one band key, and the rest.
+
+        The second value counts (row, band) entries in runs too big to pair completely.
+        """
         rows = np.flatnonzero(eligible)
         # Sort keys with the row number packed into their low bits: a plain sort of uint64 is
         # faster than an argsort, and the few key bits lost only add pairs that verification drops.
@@ -86,13 +90,16 @@ class BandStore:
         return pairs, oversized
 
     def close(self) -> None:
+        """Delete the band files."""
         self._dir.cleanup()
 
 
 @dataclass
 class ShingleSets:
-    """Exact shingle sets of the candidate rows (only these are kept for verification), with
-    each row's shingles in text order and its token flags, for `differs`."""
+    """Exact shingle sets of the candidate rows (only these are kept for verification).
+
+    Also each row's shingles in text order and its token flags, for `differs`.
+    """
 
     rows: np.ndarray  # sorted global row numbers
     values: np.ndarray  # uint32 sorted unique shingles per row (CSR by offsets)
@@ -124,6 +131,7 @@ class ShingleSets:
         return np.searchsorted(self.rows, pairs[:, 0]), np.searchsorted(self.rows, pairs[:, 1])
 
     def jaccard(self, pairs: np.ndarray) -> np.ndarray:
+        """Per pair (rows of shape (n, 2)), the exact Jaccard similarity of their shingle sets."""
         return kernels.jaccard(self.values, self.offsets, *self._index(pairs))
 
     def differs(self, pairs: np.ndarray, shingle_words: int) -> np.ndarray:
@@ -135,9 +143,11 @@ class ShingleSets:
 
 def shingle_parts(tokens: Words, grams: np.ndarray, gram_offsets: np.ndarray
                   ) -> tuple[np.ndarray, ...]:
-    """What ShingleSets keeps of a batch of candidate rows: sorted unique shingles, shingles in
-    order, tokens (each the high 32 bits of its hash) and token flags, CSR (values, offsets), and
-    each row's multiset key of its numbers, symbols and negations."""
+    """What ShingleSets keeps of a batch of candidate rows.
+
+    Sorted unique shingles, shingles in order, tokens (each the high 32 bits of its hash) and token flags,
+    CSR (values, offsets), and each row's multiset key of its numbers, symbols and negations.
+    """
     values, offsets = kernels.shingle_sets(grams, gram_offsets)
     return (values, offsets, (grams >> np.uint64(32)).astype(np.uint32), gram_offsets,
             (tokens.hashes >> np.uint64(32)).astype(np.uint32), tokens.flags,

@@ -129,6 +129,7 @@ class Words:
 
     @property
     def counts(self) -> np.ndarray:
+        """Tokens per text, shape (texts,)."""
         return np.diff(self.offsets)
 
     def masked(self, flag: int, value: int) -> Words:

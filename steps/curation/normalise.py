@@ -28,6 +28,8 @@ DedupOn = Literal["conversation", "user"]
 
 @dataclass(frozen=True)
 class Texts:
+    """The texts of a batch that filters and dedup read, one entry per row."""
+
     user: pa.Array
     assistant: pa.Array
     conversation: pa.Array
@@ -64,8 +66,10 @@ def texts(batch: pl.DataFrame, text_column: str | None, dedup_on: DedupOn) -> Te
 
 
 def input_columns(schema: pl.Schema, text_column: str | None, ids: bool = True) -> list[str]:
-    """The columns curation reads (`id` only when `ids`, for the keep rule); KeyError when the
-    text is missing."""
+    """The columns curation reads (`id` only when `ids`, for the keep rule).
+
+    KeyError when the text is missing.
+    """
     wanted = [text_column or "messages"]
     if wanted[0] not in schema:
         raise KeyError(wanted[0])

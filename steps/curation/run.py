@@ -1,5 +1,7 @@
-"""The curation run, `curate()`: filters, decontamination, exact dedup, near-dup (and optional
-embedding dedup) over Parquet inputs, streaming, then the curated folder with its funnel and stats.
+"""The curation run, `curate()`.
+
+Filters, decontamination, exact dedup, near-dup (and optional embedding dedup) over Parquet inputs, streaming,
+then the curated folder with its funnel and stats.
 
 Stages remove rows in this order, each seeing only the survivors of the ones before, so every row
 is counted once, by the first reason that applies: filter -> decontamination -> exact_dedup ->
@@ -82,8 +84,11 @@ def _curated_inputs(inputs: list[ConfigInput], config: CurationConfig
 def _decontaminate_batch(index: BenchmarkIndex, report: ContaminationReport, tokens: Words,
                          reason: np.ndarray, config: CurationConfig
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Flag the rows still kept that leak a benchmark item: sets `reason`, returns the item index
-    and the matched share of that item per row (-1 and NaN elsewhere)."""
+    """Flag the rows still kept that leak a benchmark item.
+
+    Sets `reason`, returns the item index and the matched share of that item per row (-1 and NaN
+    elsewhere).
+    """
     n = len(reason)
     item = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan, dtype=np.float32)
@@ -177,9 +182,12 @@ def analyse(inputs: list[ConfigInput], config: CurationConfig, progress: bool = 
 
 
 def _point_at_kept_rows(decisions: Decisions) -> None:
-    """An exact copy of a row that a later stage removed names the row that one names instead,
-    with that row's similarity (equal texts have equal similarities). One hop only: the named
-    row was a verified duplicate of the removed one, not necessarily of the row it names."""
+    """Point exact copies of a row removed later at the row that one names.
+
+    The copy takes that row's similarity too (equal texts have equal similarities). One hop
+    only: the named row was a verified duplicate of the removed one, not necessarily of the row
+    it names.
+    """
     exact = decisions.code("exact_dedup", "exact_duplicate")
     dup = decisions.duplicate_of
     copies = np.flatnonzero(decisions.reason == exact)
@@ -268,8 +276,16 @@ def _embedding_dedup(decisions: Decisions, rank: np.ndarray, config: CurationCon
 
 def curate(inputs: str | Path | list[str | Path], out_dir: str | Path,
            config: CurationConfig | None = None, progress: bool = True) -> pa.Table:
-    """Curate `inputs` (Parquet files/globs, a dataset folder, or Hub ids) into the dataset folder
-    `out_dir` (may be the input folder: configs are replaced atomically). Returns the funnel."""
+    """Curate `inputs` (Parquet files/globs, a dataset folder, or Hub ids) into `out_dir`.
+
+    `out_dir` is a dataset folder and may be the input folder (configs are replaced atomically).
+
+    Returns:
+        The funnel: rows per (stage, reason).
+
+    Raises:
+        UserError: bad inputs or benchmarks, checked before any work.
+    """
     config = config or CurationConfig()
     check_benchmarks(config.benchmarks)  # before any work, Hub inputs included
     specs = [str(p) for p in (inputs if isinstance(inputs, list) else [inputs])]

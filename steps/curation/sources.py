@@ -35,8 +35,10 @@ MESSAGES_TYPE = "a list of {role, content} structs of strings (TRL's `messages`)
 
 
 def is_hub_id(spec: str) -> bool:
-    """Whether `spec` names a Hub dataset (`org/name[:config]`) rather than a local path: it is
-    not an existing path and does not look like one (a file suffix, `./`, `/`, `~`, two slashes)."""
+    """Whether `spec` names a Hub dataset (`org/name[:config]`) rather than a local path.
+
+    It is not an existing path and does not look like one (a file suffix, `./`, `/`, `~`, two slashes).
+    """
     return (not Path(spec).exists() and HUB_ID.match(spec) is not None
             and not spec.lower().endswith(FILE_SUFFIXES))
 
@@ -66,19 +68,28 @@ def _is_messages(dtype: pl.DataType) -> bool:
 
 @dataclass(frozen=True)
 class ConfigInput:
+    """The Parquet files of one dataset config."""
+
     config: str
     files: tuple[Path, ...]
 
     def scan(self) -> pl.LazyFrame:
+        """A lazy scan of all the files."""
         return pl.scan_parquet(list(self.files))
 
     def schema(self) -> pl.Schema:
+        """The files' schema.
+
+        Raises:
+            UserError: a file cannot be read as Parquet.
+        """
         try:
             return self.scan().collect_schema()
         except Exception as error:  # polars raises several types for unreadable files
             raise UserError(f"input {self.files[0]}: cannot read it as Parquet ({error})") from None
 
     def batches(self, columns: list[str], rows: int) -> Iterator[pl.DataFrame]:
+        """The `columns` in frames of `rows` rows, in file order."""
         yield from self.scan().select(columns).collect_batches(chunk_size=rows)
 
     def rows(self, wanted: np.ndarray, columns: list[str] | None = None) -> pl.DataFrame:
@@ -104,8 +115,11 @@ class ConfigInput:
 
 
 def _restore_schema(path: Path, schema: pa.Schema) -> None:
-    """Give the written file its input's Arrow schema back, batch by batch. polars writes large
-    string/list types, and configs of one repository must share one schema to load as a mix."""
+    """Give the written file its input's Arrow schema back, batch by batch.
+
+    Polars writes large string/list types, and configs of one repository must share one schema to load as
+    a mix.
+    """
     if pq.read_schema(path).remove_metadata().equals(schema.remove_metadata()):
         return
     recast = path.with_suffix(".cast")

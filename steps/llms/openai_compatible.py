@@ -125,8 +125,8 @@ class OpenAICompatibleEngine(OpenAILLM):
             done = await self._aclient.chat.completions.create(
                 messages=prompt.messages, response_format=self._response_format(prompt.schema),
                 **sampling)
-        except APIStatusError as error:  # 400 or 422, naming the field
-            if error.status_code not in (400, 422) or "response_format" not in str(error):
+        except APIStatusError as error:  # naming the field: 400/422, or 500 from llama.cpp's server
+            if "response_format" not in str(error):
                 raise
             self._schema_form = "json_object"
             return await self._create(prompt, **sampling)

@@ -17,8 +17,10 @@ Tokenize = Callable[[str], Sequence[int]]
 
 
 def utf8_bytes(text: str) -> bytes:
-    """A `Tokenize` for engines whose tokenizer is unknown: UTF-8 bytes, an upper bound on the
-    tokens of byte-level BPE tokenizers (GPT-2/Llama-3/Qwen style), so a cut by it always fits.
+    """A `Tokenize` for engines whose tokenizer is unknown.
+
+    UTF-8 bytes, an upper bound on the tokens of byte-level BPE tokenizers (GPT-2/Llama-3/Qwen style), so
+    a cut by it always fits.
     """
     return text.encode("utf-8")
 
@@ -31,6 +33,11 @@ class LlamaCppTokenizer:
     """
 
     def __init__(self, model_path: str) -> None:
+        """Load only the vocabulary of the GGUF at `model_path` (no weights).
+
+        Raises:
+            UserError: llama.cpp cannot read the file's vocabulary.
+        """
         import llama_cpp
 
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # as Llama(verbose=False)
@@ -43,6 +50,7 @@ class LlamaCppTokenizer:
         self._api, self._vocab = llama_cpp, llama_cpp.llama_model_get_vocab(model)
 
     def __call__(self, text: str) -> list[int]:
+        """Token ids of `text`, without BOS; special tokens count as text."""
         data = text.encode("utf-8")
         size = len(data) + 8  # a byte-level vocabulary never needs more tokens than bytes
         while True:

@@ -5,7 +5,9 @@ user message. We take it from the template itself: render the conversation with 
 next user message and cut at the sentinel. For append-only templates (ChatML, Llama-3, Phi-3,
 Gemma) that is `render(history) + next user header`; it stays right for templates that move the
 system prompt into the next user turn (Mistral), where `render(history) + header` would drop it.
-It never has the stray assistant header and second BOS of distilabel's Magpie (magpie.md §10.1).
+It never has the stray assistant header and second BOS that distilabel 1.5.3's
+Magpie mixin adds with a system prompt or on turns >= 2 (it renders the history with
+`add_generation_prompt=True`, then appends the whole pre-query template).
 
 Rendering uses llama-cpp-python's `Jinja2ChatFormatter`, which mirrors `apply_chat_template`
 (sandboxed Jinja, `trim_blocks`, `lstrip_blocks`, `raise_exception`, `bos_token`/`eos_token`).
@@ -86,14 +88,18 @@ class ChatTemplate(BaseModel):
         return self.render(conversation, add_generation_prompt=True)
 
     def for_engine(self, prompt: str) -> str:
-        """The text to send: without the leading BOS when the engine adds it as a token itself
-        (llama.cpp does for Llama-3 GGUFs), so the model sees one BOS, as the template meant."""
+        """The text to send.
+
+        Without the leading BOS when the engine adds it as a token itself (llama.cpp does for Llama-3
+        GGUFs), so the model sees one BOS, as the template meant.
+        """
         if self.engine_adds_bos and self.bos_token:
             return prompt.removeprefix(self.bos_token)
         return prompt
 
     @property
     def family(self) -> TemplateFamily | None:
+        """The family this template belongs to, by its marker, or None."""
         return family_of(self.source)
 
     @property
@@ -105,6 +111,11 @@ class ChatTemplate(BaseModel):
 
 
 def from_family(name: str) -> ChatTemplate:
+    """The canonical template of a known family (`--template NAME`).
+
+    Raises:
+        UserError: `name` is not a known family.
+    """
     templates = load_chat_templates()
     if name not in templates:
         raise UserError(f"--template {name!r}: unknown family; known: {', '.join(templates)}, "

@@ -1,8 +1,10 @@
-"""Chat template families as data (taxonomies/magpie/chat_templates.yaml): stop strings per family
-and canonical templates for `--template NAME`.
+"""Chat template families as data (taxonomies/magpie/chat_templates.yaml).
+
+Stop strings per family and canonical templates for `--template NAME`.
 
 Stops depend on the family, not on the model: Magpie stops instructions on the end-of-turn and
-role tokens of the model's template (magpie.md §3), so the family is read off the template.
+role tokens of the model's template (magpie-align/magpie `configs/model_configs.json`), so the
+family is read off the template.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class _Strict(BaseModel):
 
 
 class TemplateFamily(_Strict):
+    """A chat template family: its marker, BOS/EOS and the stop strings Magpie uses."""
+
     name: str
     marker: str  # a string only this family's templates contain
     bos_token: str
@@ -32,11 +36,15 @@ class TemplateFamily(_Strict):
 
 
 class KnownTemplate(_Strict):
+    """A canonical template, by family."""
+
     family: str
     template: str
 
 
 class ChatTemplates(_Strict):
+    """The chat_templates.yaml file: families and canonical templates."""
+
     families: dict[str, TemplateFamily]
     templates: dict[str, KnownTemplate]
 
@@ -58,10 +66,12 @@ def _load() -> ChatTemplates:
 
 
 def load_chat_templates() -> dict[str, KnownTemplate]:
+    """The canonical templates by name."""
     return _load().templates
 
 
 def template_family(name: str) -> TemplateFamily:
+    """The family named `name` (KeyError if unknown)."""
     return _load().families[name]
 
 

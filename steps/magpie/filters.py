@@ -1,4 +1,7 @@
-"""Filter presets that reproduce the thresholds of the Magpie filtered releases (magpie.md §7).
+"""Filter presets that reproduce the thresholds of the Magpie filtered releases.
+
+Thresholds from the Magpie-Air/Pro-300K-Filtered dataset cards and magpie-align/magpie
+`data_sft/data_filter.ipynb`:
 
     air-300k-filtered   quality >= good, difficulty >= medium, min-neighbour distance > 0,
                         reward - base reward > 0, the 300K longest responses
@@ -45,6 +48,8 @@ def _response_chars() -> pl.Expr:
 
 @dataclass(frozen=True)
 class Criterion:
+    """One filter of a preset: a polars keep-expression and the funnel reason of its removals."""
+
     reason: str  # the funnel reason of its removals
     columns: tuple[str, ...]  # must exist with some non-null value, else not applied
     keep: Callable[[], pl.Expr]
@@ -52,18 +57,21 @@ class Criterion:
 
 
 def quality_at_least(level: str) -> Criterion:
+    """Keep rows whose `input_quality` tag is `level` or better."""
     levels = list(load_tag_scales().input_quality)
     return Criterion(f"input_quality<{level}", ("input_quality",),
                      lambda: _at_least("input_quality", levels, level), "no tags (run with --tag)")
 
 
 def difficulty_at_least(level: str) -> Criterion:
+    """Keep rows whose `difficulty` tag is `level` or harder."""
     levels = load_tag_scales().difficulty
     return Criterion(f"difficulty<{level}", ("difficulty",),
                      lambda: _at_least("difficulty", levels, level), "no tags (run with --tag)")
 
 
 def reward_above(threshold: float) -> Criterion:
+    """Keep rows whose `reward` is above `threshold`."""
     return Criterion(f"reward<={threshold:g}", ("reward",),
                      lambda: pl.col("reward") > threshold, "no reward model")
 
@@ -84,11 +92,14 @@ ONE_PER_CLUSTER = Criterion("duplicate_in_cluster", ("min_similar_id",),
 
 @dataclass(frozen=True)
 class Preset:
+    """A filtered release's criteria, and its "longest N" applied last."""
+
     criteria: list[Criterion]
     longest: int | None = None  # keep the N rows with the longest responses, last
 
 
 def presets() -> dict[str, Preset]:
+    """The presets by name: the Magpie-Air/Pro-300K-Filtered releases and the later cards' rule."""
     return {
         "air-300k-filtered": Preset(
             [quality_at_least("good"), difficulty_at_least("medium"), DISTANCE, REWARD_GAIN],
@@ -101,6 +112,8 @@ def presets() -> dict[str, Preset]:
 
 @dataclass(frozen=True)
 class FilterResult:
+    """The rows a preset kept, its funnel, and the criteria it could not apply."""
+
     table: pa.Table
     funnel: pa.Table  # FUNNEL_SCHEMA: rows_in, one row per criterion, rows_out
     not_applied: list[str]  # "criterion: why", also in the funnel with 0 rows
@@ -108,8 +121,10 @@ class FilterResult:
 
 def apply_preset(table: pa.Table, name: str, keep_longest: int | None = None,
                  config: str = CONFIG) -> FilterResult:
-    """Filter `table` (MAGPIE_SCHEMA, plus curation columns if any) with preset `name`;
-    `keep_longest` overrides the preset's "longest N" (0: keep all)."""
+    """Filter `table` (MAGPIE_SCHEMA, plus curation columns if any) with preset `name`.
+
+    `keep_longest` overrides the preset's "longest N" (0: keep all).
+    """
     known = presets()
     if name not in known:
         raise UserError(f"--filter {name!r}: unknown preset; known: {', '.join(known)}")

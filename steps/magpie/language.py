@@ -1,18 +1,16 @@
-"""The language of each conversation's first instruction, with lingua, as Magpie tags it (§7).
+"""The language of each conversation's first instruction, with lingua, as Magpie tags it.
 
 lingua ships its language models inside the wheel: it works offline, with no download at run
 time. Loading the models of all 75 languages takes tens of seconds on a small CPU, once per run;
 `languages` narrows the candidates (and the load) when the possible languages are known.
 """
 
-# No `from __future__ import annotations`: distilabel reads the `StepInput` hint of process()
-# at run time and does not resolve string annotations.
-
 from typing import Any
 
 from distilabel.steps import Step, StepInput
 from distilabel.typing import StepColumns, StepOutput
 from pydantic import PrivateAttr
+from typing_extensions import override
 
 from steps.errors import UserError
 from steps.llm_step import row_failed
@@ -49,21 +47,37 @@ def detect_language(detector: Any, text: str) -> str | None:
 
 
 class DetectLanguage(Step):
+    """Adds the language of each live conversation's text, by lingua.
+
+    Input columns:
+        - messages (`list[dict]`), failed (`bool`).
+
+    Output columns:
+        - language (`str | None`): ISO 639-1 code; None for failed conversations.
+
+    References:
+        - Magpie's tagger (magpie-align/magpie `exp/unitag.py`): language by lingua.
+    """
+
     languages: list[str] | None = None
     _detector: Any = PrivateAttr(default=None)
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return ["messages", "failed"]
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return ["language"]
 
+    @override
     def load(self) -> None:
         super().load()
         self._detector = build_detector(self.languages)
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         yield [
             {**row, "language": detect_language(self._detector, first_instruction(row["messages"]))

@@ -7,9 +7,6 @@ The pipeline runs in a fresh Python process (run_magpie says why). `make_magpie_
 call other flows use (orca3_mix's `--magpie-share`).
 """
 
-# No `from __future__ import annotations`: distilabel reads the `StepInput` hint of process()
-# at run time and does not resolve string annotations.
-
 import json
 import subprocess
 import sys
@@ -22,6 +19,7 @@ from distilabel.steps import Step, StepInput
 from distilabel.typing import StepColumns, StepOutput
 from pydantic import PrivateAttr
 from tqdm.auto import tqdm
+from typing_extensions import override
 
 from steps.cluster import run_pipeline
 from steps.engines import EngineSpec, build_llm
@@ -47,17 +45,21 @@ class PackConversations(Step):
     _progress: Any = PrivateAttr(default=None)
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return ["conversation_id"]
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return ["conversation"]
 
+    @override
     def load(self) -> None:
         super().load()
         self._progress = tqdm(total=self.total, desc="magpie conversations", unit="conv")
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         self._progress.update(len(inputs))
         yield [{"conversation": json.dumps(row, ensure_ascii=False, default=str)}

@@ -1,6 +1,6 @@
 """The reward-model hook: scores from a reward model served next to an OpenAI-compatible API.
 
-Magpie scores conversations with a reward model (FsfairX-LLaMA3-RM, magpie.md §7) and filters on
+Magpie scores conversations with a reward model (FsfairX-LLaMA3-RM, Magpie paper §3) and filters on
 it. Nothing here invents a score: without a configured reward model the `reward` column is null
 and the presets report their reward thresholds as not applied. To fill it, serve one with vLLM
 
@@ -12,9 +12,6 @@ the reward is the last number in the answer's `data[0].data`, i.e. the score at 
 for models that return one per token. $OPENAI_API_KEY, when set, is sent as the bearer token.
 """
 
-# No `from __future__ import annotations`: distilabel reads the `StepInput` hint of process()
-# at run time and does not resolve string annotations.
-
 import os
 from typing import Any, Self
 
@@ -22,6 +19,7 @@ import requests
 from distilabel.steps import Step, StepInput
 from distilabel.typing import StepColumns, StepOutput
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import override
 
 from steps.engines import EngineSpec
 from steps.errors import UserError
@@ -34,6 +32,8 @@ class RewardError(Exception):
 
 
 class RewardEndpoint(BaseModel):
+    """A reward model behind vLLM's pooling API (`openai:MODEL@URL`)."""
+
     model_config = ConfigDict(frozen=True)
 
     model: str
@@ -41,7 +41,12 @@ class RewardEndpoint(BaseModel):
     timeout_s: float = 60.0
 
     @classmethod
-    def parse(cls, spec: str) -> Self:
+    def parse(cls, spec: str) -> Self:  # type: ignore[override]
+        """The endpoint of an `openai:MODEL@BASE_URL` engine spec.
+
+        Raises:
+            UserError: the spec names no server URL (`--reward-engine`).
+        """
         engine = EngineSpec.parse(spec)
         if engine.base_url is None:  # a server kind: the reward model is served, not loaded
             raise UserError(f"--reward-engine {spec!r}: use openai:MODEL@BASE_URL (a vLLM server "
@@ -50,9 +55,15 @@ class RewardEndpoint(BaseModel):
 
     @property
     def pooling_url(self) -> str:
+        """The /pooling URL next to the OpenAI-compatible base URL."""
         return self.base_url.rstrip("/").removesuffix("/v1") + "/pooling"
 
     def score(self, messages: list[dict[str, str]]) -> float:
+        """The reward of a conversation.
+
+        Raises:
+            RewardError: the call failed or the answer holds no number.
+        """
         headers = {}
         if key := os.environ.get("OPENAI_API_KEY"):
             headers["Authorization"] = f"Bearer {key}"
@@ -74,19 +85,25 @@ def _last_number(value: Any) -> float:
 
 
 class ScoreReward(Step):
-    """Adds `reward` to live conversations; a failed call leaves it null and adds a failure
-    record (stage `reward`, reason `reward_error`) to `failures`; the conversation is kept."""
+    """Adds `reward` to live conversations.
+
+    A failed call leaves it null and adds a failure record (stage `reward`, reason `reward_error`) to
+    `failures`; the conversation is kept.
+    """
 
     endpoint: RewardEndpoint
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return ["messages", "failures", "failed"]
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return ["reward", "failures"]
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         scored = []
         for row in inputs:

@@ -31,6 +31,8 @@ MAGPIE_SCHEMA = pa.schema([*ROW_SCHEMA, *TAG_FIELDS])
 
 @dataclass(frozen=True)
 class Provenance:
+    """Where a run's rows come from: run id, models and generation settings (no secrets)."""
+
     run_id: str
     instruction_model: str
     response_model: str | None  # None: instructions only
@@ -39,6 +41,8 @@ class Provenance:
 
 @dataclass(frozen=True)
 class MagpieRows:
+    """A Magpie run's rows, failures and funnel, with its token and call counts."""
+
     rows: pa.Table  # MAGPIE_SCHEMA
     failures: pa.Table  # FAILURE_SCHEMA
     funnel: pa.Table  # FUNNEL_SCHEMA, stage "generation": conversations that never became rows
@@ -48,6 +52,7 @@ class MagpieRows:
 
 
 def conversation_rows(records: list[dict[str, Any]], provenance: Provenance) -> MagpieRows:
+    """Rows from the pipeline's conversation records: finished ones as rows, the rest as counted failures."""
     params = json.dumps(provenance.generation_params, sort_keys=True)
     rows, failures, lost = [], [], Counter()
     tokens: Counter[str] = Counter()

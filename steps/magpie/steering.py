@@ -1,7 +1,8 @@
 """Domain steering as data (taxonomies/magpie/system_prompts.yaml).
 
 A domain's system prompt goes before the pre-query template when the model writes instructions,
-so that it asks, say, math questions (magpie.md §6). Rows are spread over the chosen domains in
+so that it asks, say, math questions (Magpie paper, arXiv 2406.08464, §2: a system prompt
+steers the domain). Rows are spread over the chosen domains in
 turn; repeat a name to weight it (`--domain math --domain math --domain default`).
 """
 
@@ -24,11 +25,15 @@ class _Strict(BaseModel):
 
 
 class Domain(_Strict):
+    """A steering domain: its system prompt (None: none) and who wrote it."""
+
     prompt: str | None  # None: no system prompt
     source: str  # "magpie" (verbatim) or who wrote it
 
 
 class Steering(_Strict):
+    """The system_prompts.yaml file: the multi-turn system prompt and the domains."""
+
     # Magpie-MT's system prompt for turns >= 2 of neutral conversations; null for templates
     # without a system role (Gemma).
     multi_turn: str | None
@@ -52,6 +57,11 @@ class Steering(_Strict):
 
 
 def load_steering(path: Path = SYSTEM_PROMPTS_FILE) -> Steering:
+    """The steering file at `path`.
+
+    Raises:
+        UserError: the file is not valid YAML or does not fit the schema.
+    """
     try:
         return Steering.model_validate(read_yaml(path))
     except ValidationError as error:

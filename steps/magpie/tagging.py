@@ -1,12 +1,14 @@
-"""Magpie's instruction tags by an LLM judge (magpie.md §7): task category, input quality and
-difficulty of a conversation's first instruction, with the scales in taxonomies/magpie/tagging.yaml.
+"""Magpie's instruction tags by an LLM judge (Magpie paper, arXiv 2406.08464, §3).
+
+The judge follows magpie-align/magpie `exp/unitag.py`.
+
+Task category, input quality and difficulty of a conversation's first instruction, with the scales in
+taxonomies/magpie/tagging.yaml.
 
 The judge answers one JSON object that the engine constrains to a schema of the allowed values
 (llama.cpp compiles it to a grammar; servers get `response_format`), at temperature 0. An answer
 that still does not parse (`judge_unparsable`), or an engine error, leaves the tags null and is
 recorded as a failure of the step (stage `tagging`); the conversation is kept.
-
-(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
 """
 
 import json
@@ -16,6 +18,7 @@ from typing import Any
 
 from distilabel.typing import StepColumns
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import override
 
 from steps import DATA_ROOT
 from steps.errors import UserError
@@ -29,6 +32,8 @@ JUDGE_MAX_TOKENS = 96  # above the longest answer the schema allows, so the gram
 
 
 class TagScales(BaseModel):
+    """The tagging.yaml file: task categories, input quality and difficulty scales, judge prompt."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task_categories: dict[str, str] = Field(min_length=1)  # name: what it covers
@@ -37,6 +42,7 @@ class TagScales(BaseModel):
     prompt: str
 
     def schema(self) -> dict[str, Any]:
+        """JSON schema of the judge's reply: the three tags, each one of its scale."""
         return {
             "type": "object",
             "properties": {
@@ -49,6 +55,7 @@ class TagScales(BaseModel):
         }
 
     def judge_prompt(self, instruction: str) -> str:
+        """The judge prompt for `instruction`, with the scales spelled out."""
         return self.prompt.format(
             instruction=instruction,
             categories="\n".join(f"- {k}: {v}" for k, v in self.task_categories.items()),
@@ -71,6 +78,11 @@ class TagScales(BaseModel):
 
 @cache
 def load_tag_scales() -> TagScales:
+    """The tag scales of taxonomies/magpie/tagging.yaml.
+
+    Raises:
+        UserError: the file does not fit the schema.
+    """
     try:
         return TagScales.model_validate(read_yaml(TAGGING_FILE))
     except ValidationError as error:
@@ -78,34 +90,49 @@ def load_tag_scales() -> TagScales:
 
 
 def first_instruction(messages: list[dict[str, str]]) -> str:
+    """The first user turn of a conversation."""
     return next(m["content"] for m in messages if m["role"] == "user")
 
 
 class MagpieTagger(MagpieTask):
     """Tags each live conversation's first instruction; the judge is any engine.
 
-    Input columns: conversation_id, messages, failed. Output columns: the three tags (null when
-    the judge failed; the failure is in `failures`).
+    Input columns:
+        - conversation_id, messages, failed.
+
+    Output columns:
+        - task_category, input_quality, difficulty (`str | None`): null when the judge failed.
+
+    Failure reasons: `judge_unparsable`, and LLMStep's (the conversation is kept).
+
+    References:
+        - Magpie paper (arXiv 2406.08464) §3: task category, input quality and difficulty tags
+          by an LLM judge.
     """
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return ["conversation_id", "messages", "failed"]
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return [*super().outputs, *TAG_COLUMNS]
 
+    @override
     def requests(self, row: dict[str, Any]) -> list[Request]:
         scales = load_tag_scales()
         prompt = scales.judge_prompt(first_instruction(row["messages"]))
         return [Request("tags", "judge", [{"role": "user", "content": prompt}], scales.schema())]
 
+    @override
     def parse(self, text: str, request: Request) -> dict[str, str]:
         tags = load_tag_scales().parse(text)
         if tags is None:
             raise OutputError("judge_unparsable")
         return tags
 
+    @override
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         row.update(replies.get("tags") or dict.fromkeys(TAG_COLUMNS))

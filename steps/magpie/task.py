@@ -5,8 +5,6 @@ so seeds come per conversation: `steps.llm_step` seeds each request from (run se
 conversation id, step), and outputs depend neither on batching nor on order. A conversation that
 failed upstream passes through untouched, so every conversation reaches the end of the pipeline,
 as a row or as counted failures (`failures`, `failed`).
-
-(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
 """
 
 from typing import ClassVar
@@ -22,7 +20,15 @@ class MagpieTask(LLMStep):
     """An LLM step of the Magpie pipeline; the stage is the step's name (instruction_1, …).
 
     Magpie keeps what the model wrote: a reply that does not parse is a failure, not re-asked
-    (`max_retries` 0), so the instruction distribution is the model's own (magpie.md §1).
+    (`max_retries` 0), so the instruction distribution is the model's own.
+
+    Input columns:
+        - conversation_id (`int`): seeds each request.
+
+    Output columns and failure reasons: LLMStep's, plus the subclass's.
+
+    References:
+        - Magpie paper (arXiv 2406.08464) §2: instructions sampled from the pre-query template.
     """
 
     row_id: ClassVar[str] = "conversation_id"

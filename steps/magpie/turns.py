@@ -1,4 +1,4 @@
-"""Magpie's conversation loop as distilabel steps (magpie.md §1, §5).
+"""Magpie's conversation loop as distilabel steps (Magpie paper, arXiv 2406.08464, §2).
 
     MagpieConversations          N empty conversations, each with its steering domain
     MagpieInstruction            the model writes the next user turn from the pre-query prompt
@@ -14,6 +14,7 @@ from typing import Any
 from distilabel.steps import GeneratorStep
 from distilabel.typing import GeneratorStepOutput, StepColumns
 from pydantic import Field
+from typing_extensions import override
 
 from steps.llm_step import OutputError, Request
 from steps.magpie.chat_template import ChatTemplate, Message
@@ -27,16 +28,19 @@ class MagpieConversations(GeneratorStep):
 
     The last batch is flagged as last when the rows run out, whatever the remainder:
     distilabel's MagpieGenerator does so only when `num_rows` is a multiple of `batch_size`
-    and otherwise overshoots and hangs (magpie.md §10.3).
+    and otherwise overshoots and hangs (distilabel 1.5.3: 10 rows in batches of 4 give 12 rows,
+    then no `last_batch`).
     """
 
     num_rows: int = Field(ge=1)
     domains: list[str] = Field(min_length=1)
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return CONVERSATION_COLUMNS
 
+    @override
     def process(self, offset: int = 0) -> GeneratorStepOutput:
         if offset >= self.num_rows:  # resumed after the last batch
             yield [], True
@@ -55,34 +59,51 @@ class MagpieInstruction(MagpieTask):
     """The next user turn: the pre-query prompt of the conversation so far, completed by the model.
 
     `system_prompts` maps each domain to the system prompt of this turn's instruction prompt
-    (None: none). The instruction is stripped; an empty one (`empty_instruction`) or an engine
-    error ends the conversation as a failure.
+    (None: none). The instruction is stripped.
+
+    Input columns:
+        - conversation_id, domain, messages, failures, failed: the conversation so far.
+
+    Output columns:
+        - messages (`list[dict]`): with the new user turn; failed: true when none was written.
+
+    Failure reasons: `empty_instruction`, the engine's (LLMStep).
+
+    References:
+        - Magpie paper (arXiv 2406.08464) §2: step 1, instruction generation; multi-turn and
+          domain steering by system prompt.
     """
 
     template: ChatTemplate
     system_prompts: dict[str, str | None]
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return CONVERSATION_COLUMNS
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return [*super().outputs, "messages"]
 
     def history(self, row: dict[str, Any]) -> list[Message]:
+        """The conversation so far, after this domain's system prompt when it has one."""
         system = self.system_prompts[row["domain"]]
         return [*([{"role": "system", "content": system}] if system else []), *row["messages"]]
 
+    @override
     def requests(self, row: dict[str, Any]) -> list[Request]:
         prompt = self.template.for_engine(self.template.pre_query_prompt(self.history(row)))
         return [Request("user", "instruction", prompt)]
 
+    @override
     def parse(self, text: str, request: Request) -> str:
         if not text.strip():
             raise OutputError("empty_instruction")
         return text.strip()
 
+    @override
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         if "user" in replies:
             row["messages"] = [*row["messages"], {"role": "user", "content": replies["user"]}]
@@ -94,29 +115,44 @@ class MagpieResponse(MagpieTask):
 
     With a `template` the prompt is its raw rendering (the instruction engine answering itself);
     without, the engine gets chat messages and applies its own (a different response engine).
-    An empty response (`empty_response`) or an engine error ends the conversation as a failure.
+
+    Input columns:
+        - conversation_id, domain, messages, failures, failed: the conversation so far.
+
+    Output columns:
+        - messages (`list[dict]`): with the new assistant turn; failed: true when none was written.
+
+    Failure reasons: `empty_response`, the engine's (LLMStep).
+
+    References:
+        - Magpie paper (arXiv 2406.08464) §2: step 2, response generation.
     """
 
     template: ChatTemplate | None = None
 
     @property
+    @override
     def inputs(self) -> StepColumns:
         return CONVERSATION_COLUMNS
 
     @property
+    @override
     def outputs(self) -> StepColumns:
         return [*super().outputs, "messages"]
 
+    @override
     def requests(self, row: dict[str, Any]) -> list[Request]:
         prompt: str | list[Message] = row["messages"] if self.template is None else (
             self.template.for_engine(self.template.response_prompt(row["messages"])))
         return [Request("assistant", "response", prompt)]
 
+    @override
     def parse(self, text: str, request: Request) -> str:
         if not text.strip():
             raise OutputError("empty_response")
         return text.strip()
 
+    @override
     def apply(self, row: dict[str, Any], replies: dict[Hashable, Any]) -> None:
         if "assistant" in replies:
             row["messages"] = [*row["messages"],

@@ -1,7 +1,7 @@
 """The E-step as a distilabel pipeline: sample k solutions per problem, score them, cap them.
 
     problems ─┬─ sample_solutions (k samples, T 0.7, top-k 40) ─ score_samples ─ keep_correct
-              └─ greedy_solution  (1 sample, T 0)               ─ score_greedy
+              └─ greedy_solution  (1 sample, T 0: plain greedy)  ─ score_greedy
 
 The greedy branch gives pass@1 as the paper reports it; the sampled branch gives the training
 data (train split) and pass@k / majority vote (held-out split). Generations are grouped per
@@ -31,8 +31,11 @@ from steps.rest_em.prompts import solution_prompt
 from steps.rest_em.scoring import Scored, SolutionScorer
 from steps.rest_em.selection import keep_correct
 
-# The paper's sampling (section 5): temperature 0.7, top-K 40.
-PAPER_SAMPLING = {"temperature": 0.7, "top_k": 40}
+# The paper's sampling (section 5): temperature 0.7, top-K 40, and no repetition penalty, which
+# llama.cpp applies by default (1.1) and which hurts arithmetic, where digits repeat.
+PAPER_SAMPLING = {"temperature": 0.7, "top_k": 40, "repeat_penalty": 1.0}
+# pass@1 as the paper reports it: plain greedy decoding, nothing that reshapes the distribution.
+GREEDY = {"temperature": 0.0, "repeat_penalty": 1.0}
 
 
 class SampleSolutions(Task):
@@ -131,6 +134,8 @@ class ProblemResult:
 
 @dataclass
 class EStepResult:
+    """Every problem's result, in input order, and the wall time of the E-step in seconds."""
+
     results: list[ProblemResult]
     seconds: float
 
@@ -160,7 +165,18 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
               batch_size: int = 8, cluster: ClusterOptions | None = None) -> EStepResult:
     """Sample, score and cap `problems` with `engine`; results in the order of `problems`.
 
-    `cluster` (the recipe's config) runs the pipeline on Ray (`steps.cluster.run_pipeline`)."""
+    Args:
+        problems: the problems to sample for.
+        engine: the engine spec (`steps.engines`) to sample with.
+        k: samples per problem (sampled with `PAPER_SAMPLING` updated by `sampling`).
+        max_per_problem: correct samples kept per problem at most.
+        seed: the run seed; sampling is seeded per input.
+        sampling: generation settings over `PAPER_SAMPLING` (the greedy branch uses `GREEDY`).
+        max_new_tokens: the longest solution, in tokens.
+        batch_size: problems per distilabel batch.
+        cluster: the recipe's config, to run the pipeline on Ray (`steps.cluster.run_pipeline`).
+        cluster: the recipe's config, to run the pipeline on Ray (`steps.cluster.run_pipeline`).
+    """
     sampling = {**PAPER_SAMPLING, **(sampling or {})}
     threads = max(1, (os.cpu_count() or 2) // 2)  # the two branches share the CPU
     data = [{"problem_id": p.id, "problem": json.dumps(dataclasses.asdict(p)),
@@ -176,7 +192,7 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         greedy = SampleSolutions(
             name="greedy_solution", input_batch_size=batch_size,
             llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, seed=seed,
-                          temperature=0.0))
+                          **GREEDY))
         progress = Path(cache) / "scored.progress"
         progress.touch()
         score = ScoreSolutions(name="score_samples", input_batch_size=batch_size,

@@ -1,6 +1,7 @@
 """ReST-EM iterations: E-step (sample, verify, cap), evaluate, M-step (fine-tune the base), repeat.
 
-    iteration 0: E-step with the base model p0 on train + held-out problems
+    iteration 0: E-step with the base model p0 on train + held-out problems (with --train, from
+                 the base exported as fine-tuned models are: same weights format throughout)
                  -> dataset D1 (train) and p0's held-out metrics
     iteration i: M-step: fine-tune the *base* model on Di -> p_i (extra [train])
                  E-step with p_i -> D(i+1) and p_i's held-out metrics
@@ -26,11 +27,12 @@ from steps.repo_folder import RUN_FILE, write_config
 from steps.rest_em.config import RestEmConfig
 from steps.rest_em.estep import EStepResult, run_estep
 from steps.rest_em.metrics import evaluate
-from steps.rest_em.mstep import BaseModel, check_train_extra, fine_tune
+from steps.rest_em.mstep import check_train_extra, export_base, fine_tune
+from steps.rest_em.mstep_types import BaseWeights
 from steps.rest_em.problems import Problem, load_problems, split_heldout
 from steps.rest_em.records import CONFIG, FLOW, kept_rows
-from steps.rest_em.sandbox import isolation_mode
 from steps.rest_em.selection import count_outcomes, funnel_rows
+from steps.rest_em.verifiers.registry import verifier_for
 from steps.rows import FUNNEL_SCHEMA, to_table
 from steps.run_record import WORK_DIR, engine_record, write_run_record
 from steps.servers.engine import serve_engines
@@ -61,17 +63,24 @@ def _iteration_record(iteration: int, model: str, estep: EStepResult, train: lis
 
 
 def run_rest_em(settings: RestEmConfig) -> dict[str, Any]:
-    """Run the iterations, write the repository folder, return the run summary."""
+    """Run the iterations, write the repository folder, return the run summary.
+
+    Raises:
+        UserError: a bad problems file, a verifier that cannot run here, or --train without the
+            [train] extra or with an engine that has no local weights.
+    """
     problems = load_problems(settings.problems, count=settings.count, seed=settings.seed)
-    if any(p.kind == "code" for p in problems):
-        isolation_mode()  # fail now, with the fix, if code cannot be run isolated here
+    for kind in sorted({p.kind for p in problems}):
+        verifier_for(kind).preflight()  # fail now, with the fix, not after the first E-step
     train, heldout = split_heldout(problems, settings.heldout_fraction)
     if settings.train:  # fail now, not after the first E-step
         check_train_extra()
-        base = BaseModel.from_engine(settings.engine)
+        base = BaseWeights.from_engine(settings.engine)
     run_id = settings.run_id()
     started = time.time()
     engine, model_id = settings.engine, EngineSpec.parse(settings.engine).model_id
+    if settings.train:
+        engine = export_base(base, settings.repo_dir / "models" / "base")
     rows: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     best = 0

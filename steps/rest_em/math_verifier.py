@@ -1,11 +1,23 @@
-"""Is a final answer equal to the reference? math-verify, gold first, in a worker process.
+"""Is a final answer equal to the reference? Exact numbers first, then math-verify, gold first.
 
-math-verify's own time limits use `signal.alarm`, which only works on a process's main thread;
+The order of the checks (each one decides when it can):
+1. Both answers are one plain number (`answers.read_number`: thousands separators in groups of
+   three, currency, percent, fractions, unit words): compared exactly, as fractions.
+2. Equal after `normalise_answer`: pass (answers math-verify cannot read, such as "12:00").
+3. math-verify 0.9 (gold first: it is not symmetric, as math-verify's README says) on the LaTeX reading
+   of each answer. When both sides evaluate to rational numbers they are compared exactly, not
+   with math-verify's float tolerance (1/2^99 is not 1/2^98). An answer it reads only in part
+   (the number in front of more digits) or as no finite value ("12:00" is 12/0) is a fail.
+
+A wrong or unreadable answer is a `fail`; `timeout` is math-verify's own limit (or the caller's
+hard limit); `error` only means the check itself broke. ReST-EM trains on what passes, so every
+doubt resolves to fail.
+
+math-verify's time limits use `signal.alarm`, which only works on a process's main thread;
 distilabel runs steps in threads and pools. So every check runs on the main thread of one
 spawned worker process (where math-verify's limits work), and the caller also waits at most
 `hard_timeout` seconds: a check stuck where no signal reaches it (sympy in C code) is ended by
-killing and restarting the worker. A normalised-string comparison decides when math-verify
-cannot parse the answers and catches what it misses.
+killing and restarting the worker.
 """
 
 from __future__ import annotations
@@ -14,67 +26,124 @@ import multiprocessing
 import re
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Literal
+from typing import Any
 
-from steps.rest_em.answers import normalise_answer
+from steps.rest_em.answers import normalise_answer, read_number
+from steps.rest_em.verifiers.base import Verdict
 
-Verdict = Literal["pass", "fail", "timeout", "error"]
+_PERCENT = re.compile(r"\\?%\s*\$?\s*$")
+_CURRENCY_PREFIX = re.compile(r"^(?:\\\$|\$)\s*")
 
 
-_PLAIN_NUMBER = re.compile(r"-?\d[\d,]*(\.\d+)?")
+class _Unreadable(Exception):
+    """math-verify found no complete, finite value in an answer."""
 
 
-def _readings(text: str) -> list[str]:
-    """How math-verify should read an answer: plain text, and as LaTeX in $…$ ('x<2', '\\frac12').
+def _latex_value(text: str, time_limit: int) -> tuple[Any, bool]:
+    """(sympy value, written as a percent) of an answer read as LaTeX by math-verify.
 
-    A plain number is read as is ('1,000' in $…$ would be a tuple); other answers are tried both
-    ways, so 'x<2' is found as an inequality and '12 apples' still yields 12.
+    Raises:
+        _Unreadable: no value, a non-finite one, or one read from part of the text only.
+        TimeoutException: math-verify's time limit.
     """
+    from math_verify import LatexExtractionConfig, parse
+    from math_verify.errors import TimeoutException
+    from sympy import Basic, nan, zoo
+
+    percent = bool(_PERCENT.search(text))
     text = text.strip()
-    if _PLAIN_NUMBER.fullmatch(text) or "$" in text or "\\boxed" in text:
-        return [text]
-    return [f"${text}$", text]
+    while len(text) > 1 and text.startswith("$") and text.endswith("$"):
+        text = text[1:-1].strip()
+    reading = f"${_CURRENCY_PREFIX.sub('', text)}$"
+    try:
+        parsed = parse(reading, extraction_config=[LatexExtractionConfig()],
+                       parsing_timeout=time_limit, raise_on_error=True)
+    except TimeoutException:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever it cannot parse is not a value
+        raise _Unreadable from error
+    values = [item for item in parsed if isinstance(item, Basic)]
+    if not values or values[0].has(zoo, nan):
+        raise _Unreadable
+    matched = next((item for item in parsed if isinstance(item, str)), "")
+    if matched and matched in reading and re.search(r"\d", reading.replace(matched, "", 1)):
+        raise _Unreadable  # "$2^{10}$" read as "2" would be a partial parse
+    return values[0], percent
 
 
-def math_verify_check(gold: str, answer: str, time_limit: int) -> Verdict:
-    """One comparison with math-verify (gold first: it is not symmetric), plus the string check."""
-    from math_verify import parse, verify
+def _rationals(value: Any, percent: bool) -> set[Any] | None:
+    """The exact rational readings of a sympy value (10% is 10 or 1/10), or None if irrational."""
+    from sympy import Float, Rational
+
+    if value.free_symbols or not value.is_number:
+        return None
+    exact = value.xreplace({f: Rational(str(f)) for f in value.atoms(Float)}).doit()
+    if not exact.is_Rational:
+        return None
+    return {exact, exact / 100} if percent else {exact}
+
+
+def math_verify_check(gold: str, answer: str, time_limit: int = 5) -> Verdict:
+    """The verdict on `answer` against the reference `gold` (see the module's order of checks).
+
+    Args:
+        gold: the reference final answer (text or LaTeX).
+        answer: the extracted final answer of a sample.
+        time_limit: math-verify's limit per parse and per comparison, in seconds (it uses
+            `signal.alarm`: call this on a main thread).
+    """
+    from math_verify import verify
     from math_verify.errors import TimeoutException
 
+    gold_number, answer_number = read_number(gold), read_number(answer)
+    if gold_number is not None and answer_number is not None:
+        return "pass" if gold_number.readings() & answer_number.readings() else "fail"
     if normalise_answer(gold) == normalise_answer(answer):
         return "pass"
     try:
-        gold_parsed = parse(_readings(gold)[0], parsing_timeout=time_limit, raise_on_error=True)
-        if not gold_parsed:
-            return "fail"  # gold math-verify cannot read: the string check above decided
-        for reading in _readings(answer):
-            parsed = parse(reading, parsing_timeout=time_limit, raise_on_error=True)
-            if parsed and verify(gold_parsed, parsed, timeout_seconds=time_limit,
-                                 raise_on_error=True):
-                return "pass"
+        gold_value, gold_percent = _latex_value(gold, time_limit)
+        answer_value, answer_percent = _latex_value(answer, time_limit)
+        gold_exact = _rationals(gold_value, gold_percent)
+        answer_exact = _rationals(answer_value, answer_percent)
+        if gold_exact is not None and answer_exact is not None:
+            return "pass" if gold_exact & answer_exact else "fail"
+        try:
+            equal = verify(gold_value, answer_value, timeout_seconds=time_limit, raise_on_error=True)
+        except TimeoutException:
+            raise
+        except Exception:  # noqa: BLE001 - sympy could not compare them: not shown equal
+            return "fail"
+        return "pass" if equal else "fail"
+    except _Unreadable:
+        return "fail"
     except TimeoutException:
         return "timeout"
-    except Exception:  # noqa: BLE001 - any parser/sympy failure is an "error" verdict, counted
-        return "error"
-    return "fail"
 
 
 Check = Callable[[str, str, int], Verdict]
 
 
 def _serve(connection: Connection, check: Check, time_limit: int) -> None:
-    """Worker loop: warm up (imports sympy), say so, then answer pairs until the pipe closes."""
-    check("1/2", "0.5", time_limit)
+    """Worker loop: warm up (imports sympy), say so, then answer pairs until the pipe closes.
+
+    An exception in `check` is a bug of the verifier, not a wrong answer: it is answered
+    `error` (counted apart) and the worker goes on.
+    """
+    check("1/2", "\\frac{1}{2}", time_limit)
     connection.send("ready")
     while True:
         try:
             gold, answer = connection.recv()
         except EOFError:
             return
-        connection.send(check(gold, answer, time_limit))
+        try:
+            verdict = check(gold, answer, time_limit)
+        except Exception:  # noqa: BLE001 - see the docstring
+            verdict = "error"
+        connection.send(verdict)
 
 
-class MathVerifier:
+class MathVerifyWorker:
     """Verdicts for (gold, answer) pairs; never raises for a bad answer, never hangs.
 
     `check` is the function the worker runs (a module-level function, so it can be pickled);
@@ -127,7 +196,7 @@ class MathVerifier:
             self._connection.close()
         self._worker, self._connection = None, None
 
-    def __enter__(self) -> MathVerifier:
+    def __enter__(self) -> MathVerifyWorker:
         return self
 
     def __exit__(self, *exc: object) -> None:

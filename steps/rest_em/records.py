@@ -11,6 +11,7 @@ from typing import Any
 
 from steps.rest_em.estep import ProblemResult
 from steps.rest_em.prompts import solution_prompt
+from steps.rest_em.verifiers.registry import verifier_for
 from steps.rows import stable_id
 
 FLOW = "rest_em"
@@ -21,13 +22,14 @@ def kept_rows(result: ProblemResult, *, iteration: int, model_id: str, run_id: s
               sampling: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per kept solution of one problem (at most the cap)."""
     problem = result.problem
+    answers = verifier_for(problem.kind).reference_field == "answer"  # not a whole program
     rows = []
     for index in result.kept:
         solution = result.solutions[index]
         scored = result.scored[index]
         params = {**sampling, "sample_index": index, "samples_per_problem": len(result.solutions),
                   "iteration": iteration, "reward": scored.reward, "outcome": scored.outcome,
-                  "extracted_answer": scored.extracted if problem.kind == "math" else None}
+                  "extracted_answer": scored.extracted if answers else None}
         rows.append({
             "id": stable_id(FLOW, problem.id, model_id, iteration, index, sampling),
             "messages": [*solution_prompt(problem), {"role": "assistant", "content": solution}],

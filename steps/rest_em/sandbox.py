@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Literal
 
 from steps.errors import UserError
+from steps.rest_em.verifiers.base import Verdict
 
-Verdict = Literal["pass", "fail", "timeout", "error"]
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 NAMESPACES = ["--net", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private",
               "--mount-proc"]

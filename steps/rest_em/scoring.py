@@ -2,31 +2,33 @@
 
 Every sample ends in exactly one outcome, so counts add up to the samples drawn:
     pass         the verifier accepted it (reward 1)
-    fail         wrong answer, failed test, crash of the candidate
+    fail         wrong answer, failed test, crash of the candidate, an answer no check can read
     timeout      the verifier's time limit (math-verify, or the sandbox's CPU/wall limits)
-    error        the verifier itself failed on this sample
+    error        the verifier itself broke on this sample (a crashed worker or launcher)
     unparseable  no final answer / no code block found
     no_output    the engine returned nothing for this sample
+The first four are the verifier's `Verdict`; the last two are decided before it runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-from steps.rest_em.answers import extract_code, extract_final_answer
-from steps.rest_em.math_verifier import MathVerifier
 from steps.rest_em.problems import Problem
-from steps.rest_em.sandbox import CodeSandbox
+from steps.rest_em.verifiers.base import Verdict, Verifier
+from steps.rest_em.verifiers.registry import verifier_for
 
-Outcome = Literal["pass", "fail", "timeout", "error", "unparseable", "no_output"]
-OUTCOMES: tuple[Outcome, ...] = ("pass", "fail", "timeout", "error", "unparseable", "no_output")
+Outcome = Literal[Verdict, Literal["unparseable", "no_output"]]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 
 @dataclass(frozen=True)
 class Scored:
+    """One sample's outcome, the answer or program the verifier saw, and why it failed."""
+
     outcome: Outcome
-    extracted: str | None = None  # the final answer or program the verifier saw
+    extracted: str | None = None
     detail: str = ""
 
     @property
@@ -35,31 +37,31 @@ class Scored:
 
 
 class SolutionScorer:
-    """Extracts and verifies samples; starts each verifier on first use and never raises."""
+    """Extracts and verifies samples with their kind's verifier; never raises.
+
+    A verifier is created on the first problem of its kind (starting a worker or sandbox only
+    when needed) and kept for the next ones.
+    """
 
     def __init__(self) -> None:
-        self._math: MathVerifier | None = None
-        self._sandbox: CodeSandbox | None = None
+        self._verifiers: dict[str, Verifier] = {}
 
     def __call__(self, problem: Problem, text: str | None) -> Scored:
         if text is None:
             return Scored("no_output")
         try:
-            if problem.kind == "math":
-                answer = extract_final_answer(text)
-                if answer is None:
-                    return Scored("unparseable")
-                self._math = self._math or MathVerifier()
-                return Scored(self._math(problem.answer or "", answer), answer)
-            code = extract_code(text)
-            if code is None:
+            verifier = self._verifiers.get(problem.kind)
+            if verifier is None:
+                verifier = self._verifiers[problem.kind] = verifier_for(problem.kind)()
+            extracted = verifier.extract(text)
+            if extracted is None:
                 return Scored("unparseable")
-            self._sandbox = self._sandbox or CodeSandbox()
-            verdict, detail = self._sandbox(code, problem.tests or "")
-            return Scored(verdict, code, detail)
+            verdict, detail = verifier.check(problem.reference, extracted)
+            return Scored(verdict, extracted, detail)
         except Exception as error:  # noqa: BLE001 - a verifier bug must cost one sample, not the run
             return Scored("error", detail=f"{type(error).__name__}: {error}"[:300])
 
     def close(self) -> None:
-        if self._math is not None:
-            self._math.close()
+        for verifier in self._verifiers.values():
+            verifier.close()
+        self._verifiers.clear()

@@ -1,5 +1,8 @@
-"""Connect to Argilla with a URL and key from flags or the environment, and turn every failure
-into one `UserError` line. The key is only handed to the SDK: never printed, logged or written."""
+"""Connect to Argilla with a URL and key from flags or the environment.
+
+Every failure becomes one `UserError` line. The key is only handed to the SDK: never printed,
+logged or written.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,10 @@ KEY_HELP = "--api-key / ARGILLA_API_KEY"
 
 
 def connect(api_url: str | None = None, api_key: str | None = None) -> rg.Argilla:
-    """A client for the server at `api_url` (else ARGILLA_API_URL) with `api_key` (else
-    ARGILLA_API_KEY); the SDK checks both at once by asking the server who the key belongs to."""
+    """A client for the server at `api_url` (else ARGILLA_API_URL) with `api_key` (else ARGILLA_API_KEY).
+
+    The SDK checks both at once by asking the server who the key belongs to.
+    """
     url = (api_url or os.environ.get("ARGILLA_API_URL") or "").rstrip("/")
     key = api_key or os.environ.get("ARGILLA_API_KEY")
     if not url:

@@ -28,11 +28,14 @@ class Answer:
 
     @property
     def discards(self) -> bool:
+        """Whether the answer discards the record (discarded, or the keep question says so)."""
         return self.status == "discarded" or self.values.get(KEEP) == DISCARD
 
 
 @dataclass(frozen=True)
 class Decision:
+    """The outcome of a record's final answers: state, votes, quality, agreement, correction."""
+
     state: Literal["pending", "kept", "discarded"]
     reviewers: int  # final answers
     keep_votes: int
@@ -43,6 +46,7 @@ class Decision:
 
 
 def decide(answers: list[Answer], min_submitted: int = 1) -> Decision:
+    """Decide a record from its answers; pending until `min_submitted` final answers."""
     final = [a for a in answers if a.status in FINAL_STATUSES]
     discard_votes = sum(a.discards for a in final)
     keep_votes = len(final) - discard_votes

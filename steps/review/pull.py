@@ -51,12 +51,14 @@ class Review:
     queues: dict[str, str | None] = field(default_factory=dict)  # config -> dataset name
 
     def totals(self) -> dict[str, Any]:
+        """The counts summed over configs, with the reviewers' agreement."""
         totals = {key: sum(c[key] for c in self.counts.values()) for key in COUNTS}
         return totals | _agreement(self.per_row)
 
 
 def collect(client: rg.Argilla, ws: rg.Workspace, repo_dir: Path, config_names: list[str],
             prefix: str) -> Review:
+    """Read the review queues of `config_names` back into a Review."""
     review = Review()
     for config in config_names:
         name = queue_name(prefix, config)
@@ -71,6 +73,7 @@ def collect(client: rg.Argilla, ws: rg.Workspace, repo_dir: Path, config_names: 
 
 
 def write(repo_dir: Path, review: Review, workspace: str) -> None:
+    """Write the reviewed config, the per-row review table and review.json into `repo_dir`."""
     write_config(repo_dir, REVIEWED, to_table(review.kept_rows))
     tmp = repo_dir / f"{REVIEW_TABLE}.tmp"
     pq.write_table(pa.Table.from_pylist(review.per_row, schema=REVIEW_SCHEMA), tmp)

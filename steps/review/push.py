@@ -26,6 +26,8 @@ BATCH_SIZE = 256
 
 @dataclass
 class PushResult:
+    """What pushing one config did: rows sent, already there, duplicates, refused by reason."""
+
     config: str
     dataset: str
     rows: int
@@ -47,6 +49,7 @@ def review_configs(repo_dir: Path, names: list[str] | None) -> list[str]:
 
 
 def queue_name(prefix: str, config: str) -> str:
+    """The Argilla dataset name of a config's review queue."""
     return f"{prefix}-{config}"
 
 
@@ -59,6 +62,7 @@ def skill_of(config: str, skill_id: str | None, taxonomy: Taxonomy | None) -> Sk
 
 def push_config(client: rg.Argilla, ws: rg.Workspace, repo_dir: Path, config: str, prefix: str,
                 taxonomy: Taxonomy | None, min_submitted: int) -> PushResult:
+    """Push the rows of `config` to its review queue, creating the queue if needed."""
     table = read_config(repo_dir, config)
     rows = table.to_pylist()
     result = PushResult(config, queue_name(prefix, config), len(rows))

@@ -28,6 +28,7 @@ MAX_ROLE_CHARS = 20
 
 
 def record_id(row: dict[str, Any]) -> str:
+    """A stable record id from the row's id and messages."""
     return stable_id("argilla-review", row["id"], row[MESSAGES])
 
 
