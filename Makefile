@@ -12,7 +12,7 @@ test: $(VENV)/.installed $(SERVER_VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip
-	$(VENV)/bin/pip install -e '.[server,dev]'
+	$(VENV)/bin/pip install -e '.[server,dev,ray,s3]'  # ray: the --ray tests run in CI
 	touch $@
 
 $(SERVER_VENV)/.installed: .ci/install-argilla-server.sh

@@ -28,7 +28,8 @@ from steps.magpie.filters import apply_preset
 from steps.magpie.pipeline import run_magpie
 from steps.magpie.rows import CONFIG, FLOW
 from steps.recipe_config import parse_config
-from steps.run_record import EngineRecord, RunRecord, engine_record
+from steps.run_record import WORK_DIR, EngineRecord, RunRecord, engine_record
+from steps.servers.engine import reuse_engine_url, serve_engines
 
 
 def magpie_engines(config: MagpieConfig) -> dict[str, EngineRecord]:
@@ -62,6 +63,7 @@ def print_estimate(config: MagpieConfig) -> None:
 @cli_main
 def main(argv: list[str] | None = None) -> Path:
     config = parse_config(MagpieConfig, argv, __doc__)
+    reuse_engine_url([config.engine, config.response_engine, config.judge_engine], config.engine_url)
     check_run(config, engines={"--engine": config.engine,
                                "--response-engine": config.response_engine,
                                "--judge": config.judge_engine})
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> Path:
         return config.repo_dir
     run_id = config.run_id()
     started = time.time()
-    made = run_magpie(config, run_id)  # checks the rest of the options before generating
+    with serve_engines([config.engine, config.response_engine, config.judge_engine],
+                       config.repo_dir / WORK_DIR / run_id):
+        made = run_magpie(config, run_id)  # checks the rest of the options before generating
     rows, funnel, not_applied = made.rows, [made.funnel], []
     if config.filter:
         filtered = apply_preset(rows, config.filter, config.keep_longest)

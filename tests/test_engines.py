@@ -19,7 +19,6 @@ from steps.llms.base import Prompt
 from steps.llms.batched_decoding import DecodeRequest, DecodeResult
 from steps.llms.llamacpp import LlamaCppEngine
 from steps.llms.openai_compatible import OpenAICompatibleEngine
-from steps.llms.vllm import VLLMEngine
 
 CHAT = [{"role": "user", "content": "Name one planet of the solar system."}]
 SCHEMA = {"format": "json", "schema": Question.model_json_schema()}
@@ -33,17 +32,18 @@ def test_bad_spec_is_one_line(spec: str) -> None:
     assert spec in str(error.value) and "\n" not in str(error.value)
 
 
-def test_specs() -> None:
+def test_specs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert EngineSpec.parse("embedded").model == str(embedded_gguf())
     assert embedded_gguf().is_file()
     assert EngineSpec.parse("openai:m@http://h:1/v1") == EngineSpec("openai", "m", "http://h:1/v1")
     assert EngineSpec.parse("vllm:Qwen/Qwen2.5-7B-Instruct").model_id == "Qwen/Qwen2.5-7B-Instruct"
     assert isinstance(build_llm("embedded"), LlamaCppEngine)
     assert isinstance(build_llm("openai:m@http://h:1/v1"), OpenAICompatibleEngine)
-    vllm = build_llm("vllm:m", seed=3, repeat_penalty=1.0)
-    assert isinstance(vllm, VLLMEngine)
-    assert vllm.generation_kwargs == {"extra_sampling_params": {"seed": 3},
-                                      "repetition_penalty": 1.0}
+    with pytest.raises(UserError, match="no server runs for it"):  # the run starts it first
+        build_llm("vllm:m")
+    monkeypatch.setenv("GENTEACH_ENGINE_URLS", '{"vllm:m": "http://h:2/v1"}')
+    vllm = build_llm("vllm:m", seed=3)  # one server for the run, reached over HTTP
+    assert isinstance(vllm, OpenAICompatibleEngine) and vllm.base_url == "http://h:2/v1"
 
 
 def test_every_kind_answers_from_the_table() -> None:
@@ -53,7 +53,7 @@ def test_every_kind_answers_from_the_table() -> None:
     server = EngineSpec.parse("openai:m@http://h:1/v1")
     vllm = EngineSpec.parse("vllm:org/model")
     assert local.gguf_path == embedded_gguf() and server.gguf_path is None
-    assert local.engine_kind.raw_prompts and not vllm.engine_kind.raw_prompts
+    assert local.engine_kind.raw_prompts and vllm.engine_kind.raw_prompts  # /v1/completions
     assert local.engine_kind.neutral_sampling == {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
     assert server.engine_kind.neutral_sampling == {}  # a server's own defaults are unknown
     assert local.finetuned_spec(embedded_gguf().parent / "ft.gguf").startswith("llamacpp:")

@@ -25,6 +25,7 @@ from steps.servers import (
     ServerError,
     SGLangServer,
     VLLMServer,
+    free_port,
     managed_server,
 )
 from steps.servers.base import scrub_line
@@ -234,3 +235,103 @@ def test_scrub_line_keeps_urls_and_cuts_paths() -> None:
     line = "loaded /data/models/x.gguf; Uvicorn running on http://127.0.0.1:8000/v1 (Bearer abcdefghijk)"
     assert scrub_line(line) == ("loaded x.gguf; Uvicorn running on http://127.0.0.1:8000/v1 "
                                 "(Bearer <redacted>)")
+
+
+def test_llamacpp_server_as_the_engine_of_a_tiny_orca3_mix_run(tmp_path: Path) -> None:
+    """`llamacpp-server:` in the engine table: the run starts one server for both roles, every
+    step reaches it over HTTP, its log lands in the run folder, and it is gone afterwards."""
+    import subprocess
+
+    from steps import REPO_ROOT
+
+    spec = f"llamacpp-server:{embedded_gguf()}"
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "orca3_mix.py"), "--skills",
+         "text_classification", "--rows", "2", "--tasks-per-item", "1", "--refinement-rounds", "0",
+         "--agent-max-tokens", "120", "--teacher-max-tokens", "24", "--batch-size", "1",
+         "--agent-llm", spec, "--teacher", spec, "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = list(tmp_path.glob(".work/*/server-llamacpp-server.log"))
+    assert len(logs) == 1 and logs[0].read_text().count("--- llamacpp-server on port") == 1
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert sum(record["rows"].values()) > 0 and record["tokens"]["output"] > 0
+    assert record["engines"]["teacher"]["model_id"] == embedded_gguf().name
+
+
+@pytest.mark.model
+def test_engine_url_reuses_a_running_server(llamacpp: LlamaCppServer,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--engine-url`: a `llamacpp-server:` spec reaches the user's server; nothing starts."""
+    from steps.engines import check_engine
+    from steps.servers.engine import ENGINE_URLS, reuse_engine_url, serve_engines
+
+    monkeypatch.delenv(ENGINE_URLS, raising=False)
+    spec = f"llamacpp-server:{embedded_gguf()}"
+    reuse_engine_url([spec, "embedded", None], llamacpp.base_url + "/")
+    check_engine(spec, "--engine")  # the preflight asks that server
+    with serve_engines([spec], "/nonexistent") as served:
+        assert served == {spec: llamacpp.base_url}
+        llm = build_llm(spec, max_new_tokens=8, temperature=0.0)
+        assert llm.base_url == llamacpp.base_url and llm.model == llamacpp.model_name
+
+
+def test_engine_url_nobody_answers_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from steps import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "magpie.py"), "--rows", "2", "--engine",
+         "vllm:org/model", "--engine-url", f"http://127.0.0.1:{free_port()}/v1", "--output-dir",
+         str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --engine vllm:org/model: no server answers"), last
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.model
+def test_server_killed_during_a_run_ends_it_in_one_line(tmp_path: Path) -> None:
+    """The run's managed server dies mid-run: the run stops (no retrying into a dead port) with
+    one line naming the engine and the log's last lines."""
+    import subprocess
+
+    from steps import REPO_ROOT
+
+    spec = f"llamacpp-server:{embedded_gguf()}"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "orca3_mix.py"), "--skills",
+         "text_classification", "--rows", "4", "--tasks-per-item", "1", "--refinement-rounds", "1",
+         "--agent-max-tokens", "120", "--teacher-max-tokens", "24", "--batch-size", "1",
+         "--agent-llm", spec, "--teacher", spec, "--output-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        logs = list(tmp_path.glob(".work/*/server-llamacpp-server.log"))
+        if logs and "POST /v1/chat/completions" in logs[0].read_text():
+            break
+        time.sleep(0.2)
+    servers = [pid for pid in os.listdir("/proc") if pid.isdigit()
+               and "llama_cpp.server" in _cmdline(pid) and _parent(pid) == proc.pid]
+    assert len(servers) == 1
+    os.kill(int(servers[0]), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: engine 'llamacpp-server:SmolLM2-135M-Instruct.Q4_1.gguf': the "
+                           "server exited with status -9 while serving; last lines of"), last
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _parent(pid: str) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1

@@ -2,6 +2,9 @@
 (tests/s3_server.py, standing in for S3/MinIO/R2), and the same calls on local paths."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -10,7 +13,7 @@ import pytest
 import s3fs
 from s3_server import S3Server, s3_server_fixture, s3_session_fixture  # noqa: F401
 
-from steps import storage
+from steps import REPO_ROOT, storage
 
 ROWS = pa.table({"id": ["a", "b"], "messages": [json.dumps([{"role": "user", "content": "hi"}])] * 2})
 
@@ -99,3 +102,24 @@ def test_endpoint_and_join(monkeypatch: pytest.MonkeyPatch) -> None:
     assert storage.join("s3://b/run/", "x", "y.json") == "s3://b/run/x/y.json"
     assert storage.join("/tmp/run", "x") == "/tmp/run/x"
     assert storage.is_local("relative/dir") and not storage.is_local("hf://datasets/u/d")
+
+
+def test_orca3_mix_writes_checkpoints_and_output_to_s3(s3_server: S3Server, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose plan, checkpoints and repository folder live on `s3://` (the loopback S3
+    server stands in for AWS S3, MinIO or R2), read back with `datasets.load_dataset`."""
+    url = s3_server.url("orca")
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "pipelines" / "orca3_mix.py"), "--skills",
+         "text_classification", "--rows", "2", "--tasks-per-item", "1", "--refinement-rounds", "0",
+         "--agent-max-tokens", "120", "--teacher-max-tokens", "24", "--batch-size", "1",
+         "--output-dir", url],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, **s3_server.env})
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    assert storage.glob(f"{url}/.work/*/batches/*.done.json")  # the commit points, on S3
+    assert storage.exists(f"{url}/README.md") and storage.exists(f"{url}/run.json")
+    data = datasets.load_dataset("parquet", data_files=f"{url}/data/text_classification/*.parquet",
+                                 storage_options=storage.storage_options(url), split="train")
+    assert data.num_rows > 0 and data[0]["messages"][-1]["role"] == "assistant"

@@ -5,6 +5,10 @@ batch of items as rows + failures and then, last, a `.done.json` marker naming t
 A batch without its marker (the process was killed mid-write) does not count and is redone; a
 restarted run plans the same items and feeds the generator only those not yet done.
 
+Every path here is an fsspec URL or a local path (`steps.storage`): under Ray the writer runs on
+any node, so the plan and the checkpoints live where every node reaches them (`s3://…`); each
+file is written whole (atomic rename locally, one put on an object store), the marker last.
+
 (No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
 """
 
@@ -20,11 +24,10 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from distilabel.steps import GeneratorStep, Step, StepInput
 from distilabel.typing import GeneratorStepOutput, StepOutput
 
-from steps import repo_folder
+from steps import repo_folder, storage
 from steps.llm_step import rerun_may_fix
 from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_table
 
@@ -60,7 +63,7 @@ class PlannedItems(GeneratorStep):
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
         from steps.estimate import TokenBudget
 
-        items = pq.read_table(self.plan_path).to_pylist()
+        items = storage.read_parquet(self.plan_path).to_pylist()
         budget = TokenBudget(self.max_tokens_total, self.max_cost, self.price_in, self.price_out)
         capped = self.batches_dir is not None and (self.max_tokens_total or self.max_cost)
         for start in range(offset, len(items), self.batch_size):
@@ -82,7 +85,7 @@ class PlannedItems(GeneratorStep):
     def _committed(self, fed: list[dict[str, Any]], poll_s: float = 0.2) -> "Checkpoints":
         """The checkpoints once every item of `fed` is committed (waits for the last step)."""
         wanted = {item["item_id"] for item in fed}
-        while not wanted <= (checkpoints := Checkpoints(Path(str(self.batches_dir)))).done:
+        while not wanted <= (checkpoints := Checkpoints(str(self.batches_dir))).done:
             time.sleep(poll_s)
         return checkpoints
 
@@ -125,12 +128,11 @@ class CheckpointWriter(Step):
                 for failure in item.get("failures") or []]
 
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
-        batch = Path(self.work_dir) / stable_id(sorted(i["item_id"] for i in inputs))
-        batch.parent.mkdir(parents=True, exist_ok=True)
+        batch = storage.join(self.work_dir, stable_id(sorted(i["item_id"] for i in inputs)))
         rows = [row for item in inputs for row in self._rows(item)]
         failures = [f for item in inputs for f in self._failures(item)]
-        pq.write_table(to_table(rows, CHECKPOINT_SCHEMA), f"{batch}.rows.parquet")
-        pq.write_table(to_table(failures, FAILURE_SCHEMA), f"{batch}.failures.parquet")
+        storage.write_parquet(f"{batch}.rows.parquet", to_table(rows, CHECKPOINT_SCHEMA))
+        storage.write_parquet(f"{batch}.failures.parquet", to_table(failures, FAILURE_SCHEMA))
         calls: dict[str, list[int]] = {}
         for item in inputs:
             for agent, counts in (item.get("calls") or {}).items():
@@ -143,32 +145,34 @@ class CheckpointWriter(Step):
                   "engine_retries": dict(engine_retries),
                   "configs": sorted({i["config"] for i in inputs}),
                   "tokens": {k: sum(i["tokens"][k] for i in inputs) for k in ("input", "output")}}
-        tmp = Path(f"{batch}.done.tmp")
-        tmp.write_text(json.dumps(marker))
-        os.replace(tmp, f"{batch}.done.json")  # the commit point of this batch
+        storage.write_bytes_atomic(f"{batch}.done.json", json.dumps(marker).encode())  # the commit
         yield [{"item_id": i["item_id"]} for i in inputs]
 
 
 class Checkpoints:
     """Reads what earlier (possibly interrupted) runs of the same plan have written."""
 
-    def __init__(self, work_dir: Path) -> None:
-        self.work_dir = work_dir
-        self.markers = [json.loads(p.read_text()) for p in sorted(work_dir.glob("*.done.json"))]
+    def __init__(self, work_dir: str | Path) -> None:
+        self.work_dir = str(work_dir)
+        self.markers = self._markers()
+
+    def _files(self, pattern: str) -> list[str]:
+        return storage.glob(storage.join(self.work_dir, pattern))
+
+    def _markers(self) -> list[dict[str, Any]]:
+        return [json.loads(storage.read_bytes(p)) for p in self._files("*.done.json")]
 
     @contextmanager
     def timed(self, interval_s: float = 5.0) -> Iterator[None]:
         """Record this try's elapsed time in the checkpoints, every `interval_s` seconds and at
         the end, so that `elapsed_s` of a resumed run includes tries that were killed (less at
         most `interval_s` each)."""
-        path = self.work_dir / TRIES / f"{time.time_ns()}-{os.getpid()}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = storage.join(self.work_dir, TRIES, f"{time.time_ns()}-{os.getpid()}.json")
         started, stop = time.monotonic(), threading.Event()
 
         def record() -> None:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"elapsed_s": round(time.monotonic() - started, 1)}))
-            os.replace(tmp, path)
+            elapsed = {"elapsed_s": round(time.monotonic() - started, 1)}
+            storage.write_bytes_atomic(path, json.dumps(elapsed).encode())
 
         def beat() -> None:
             while not stop.wait(interval_s):
@@ -187,8 +191,8 @@ class Checkpoints:
     @property
     def elapsed_s(self) -> float:
         """Wall time of every try of this run so far (seconds), killed tries included."""
-        tries = (self.work_dir / TRIES).glob("*.json")
-        return round(sum(json.loads(p.read_text())["elapsed_s"] for p in tries), 1)
+        tries = storage.glob(storage.join(self.work_dir, TRIES, "*.json"))
+        return round(sum(json.loads(storage.read_bytes(p))["elapsed_s"] for p in tries), 1)
 
     @property
     def done(self) -> set[str]:
@@ -217,8 +221,8 @@ class Checkpoints:
                 for agent in sorted({agent for agent, _ in total})}
 
     def _read(self, suffix: str, schema: pa.Schema) -> pl.DataFrame:
-        parts = [pq.read_table(p.with_name(p.name.replace(".done.json", suffix)))
-                 for p in sorted(self.work_dir.glob("*.done.json"))]
+        parts = [storage.read_parquet(p.removesuffix(".done.json") + suffix)
+                 for p in self._files("*.done.json")]
         return pl.from_arrow(pa.concat_tables(parts) if parts else schema.empty_table())
 
     def assemble(self, repo_dir: Path) -> dict[str, Any]:
@@ -255,18 +259,19 @@ class Checkpoints:
         """Remove committed batches that hold failures a rerun may fix (engine errors), so that a
         rerun retries their items (the batch's other items are redone with them: same seeds, same
         rows). Content failures are final outcomes and stay committed."""
-        failed = [p for p in self.work_dir.glob("*.failures.parquet")
-                  if any(rerun_may_fix(f) for f in pq.read_table(p, columns=["reason"]).to_pylist())]
-        for path in failed:
-            for part in self.work_dir.glob(path.name.replace(".failures.parquet", ".*")):
-                part.unlink()
-        self.markers = [json.loads(p.read_text()) for p in sorted(self.work_dir.glob("*.done.json"))]
+        failed = [p for p in self._files("*.failures.parquet")
+                  if any(rerun_may_fix(f) for f in storage.read_parquet(p).select(["reason"]).to_pylist())]
+        for path in failed:  # the marker first: a batch is never seen done without its rows
+            batch = path.removesuffix(".failures.parquet")
+            for suffix in (".done.json", ".rows.parquet", ".failures.parquet"):
+                storage.remove(batch + suffix)
+        self.markers = self._markers()
         return len(failed)
 
     def discard_incomplete(self) -> int:
         """Remove files of batches that never got their marker; they will be redone."""
-        done = {p.name.removesuffix(".done.json") for p in self.work_dir.glob("*.done.json")}
-        stale = [p for p in self.work_dir.glob("*.parquet") if p.name.split(".")[0] not in done]
+        done = {p.removesuffix(".done.json") for p in self._files("*.done.json")}
+        stale = [p for p in self._files("*.parquet") if p.rsplit(".", 2)[0] not in done]
         for path in stale:
-            path.unlink()
+            storage.remove(path)
         return len(stale)

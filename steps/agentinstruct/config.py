@@ -11,12 +11,13 @@ from typing import ClassVar
 from pydantic import Field
 
 from steps import DATA_ROOT
+from steps.cluster import ClusterOptions
 from steps.recipe_config import RecipeConfig, run_option
 
 SAMPLE_SEEDS = DATA_ROOT / "seeds" / "sample"
 
 
-class Orca3MixConfig(RecipeConfig):
+class Orca3MixConfig(RecipeConfig, ClusterOptions):
     """AgentInstruct's three flows and teacher (Mitra et al. 2024, arXiv 2407.03502).
 
     seeds -> content transformation -> seed instructions -> (suggester -> editor) x rounds ->

@@ -4,7 +4,6 @@
     resilience.py         retries with backoff and the circuit breaker of server engines
     llamacpp.py           llama.cpp in process (the embedded model and any local GGUF)
     openai_compatible.py  any OpenAI-compatible server
-    vllm.py               vLLM on local GPUs
     batched_decoding.py   many llama.cpp sequences decoded together (the llama.cpp engine's core)
     tokenizer.py          how long a text is for an engine (seeds are cut to its context)
 

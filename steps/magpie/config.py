@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from steps.cluster import ClusterOptions
 from steps.engines import EngineSpec
 from steps.errors import UserError
 from steps.magpie.chat_template import ChatTemplate, resolve_template
@@ -26,7 +27,7 @@ from steps.publish.scrub import portable
 from steps.recipe_config import RecipeConfig, run_option
 
 
-class MagpieConfig(RecipeConfig):
+class MagpieConfig(RecipeConfig, ClusterOptions):
     """Everything a Magpie run depends on (Xu et al. 2024, arXiv 2406.08464).
 
     Recorded (minus secrets) with every row; each field is a flag of `pipelines/magpie.py` and a

@@ -21,6 +21,7 @@ from pydantic import PrivateAttr
 from tqdm.auto import tqdm
 from typing_extensions import override
 
+from steps.cluster import run_pipeline
 from steps.engines import EngineSpec, build_llm
 from steps.magpie.config import MagpieConfig, plan
 from steps.magpie.language import DetectLanguage
@@ -124,7 +125,7 @@ def build_pipeline(config: MagpieConfig, cache_dir: Path) -> Pipeline:
 def run_here(config_json: str, result_file: str, cache_dir: str) -> None:
     """The fresh interpreter's side of run_magpie: run the pipeline, write its conversations."""
     config = MagpieConfig.model_validate_json(config_json)
-    distiset = build_pipeline(config, Path(cache_dir)).run(use_cache=False)
+    distiset = run_pipeline(build_pipeline(config, Path(cache_dir)), config, n_threads=config.threads)
     records = [json.loads(row["conversation"]) for row in distiset["default"]["train"]]
     Path(result_file).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
 
@@ -135,15 +136,20 @@ def run_magpie(config: MagpieConfig, run_id: str) -> MagpieRows:
     The pipeline runs in a fresh Python process: distilabel forks its workers from the process
     that runs it, and a fork of a process that has already run llama.cpp hangs in OpenMP (any
     caller that generated something in-process, e.g. a test session, or orca3_mix after an
-    in-process step). Options are checked here first, so bad input is still one UserError.
+    in-process step). Under Ray (`config.ray`) it runs here: the steps run in Ray's actors, and
+    the driver forks nothing. Options are checked here first, so bad input is still one UserError.
     """
     params = plan(config).params(config)
     with tempfile.TemporaryDirectory(prefix="magpie-") as work:
         result = Path(work) / "conversations.json"
         child = ("import sys; from steps.magpie.pipeline import run_here; "
                  "run_here(*sys.argv[1:])")
-        done = subprocess.run([sys.executable, "-c", child, config.model_dump_json(),
-                               str(result), work], check=False)
+        if config.ray:
+            run_here(config.model_dump_json(), str(result), work)
+            done = subprocess.CompletedProcess([], 0)
+        else:
+            done = subprocess.run([sys.executable, "-c", child, config.model_dump_json(),
+                                   str(result), work], check=False)
         if done.returncode != 0 or not result.is_file():
             raise RuntimeError(f"the magpie pipeline process failed (exit {done.returncode}); "
                                "its log is above")

@@ -9,11 +9,12 @@ from typing import Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 
+from steps.cluster import ClusterOptions
 from steps.errors import UserError
 from steps.recipe_config import RecipeConfig
 
 
-class RestEmConfig(RecipeConfig):
+class RestEmConfig(RecipeConfig, ClusterOptions):
     """ReST-EM's options: E-step sampling and selection, M-step training and iterations.
 
     Sample k solutions per problem, keep at most N verified ones (E-step), fine-tune the base

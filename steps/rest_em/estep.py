@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from distilabel.steps import LoadDataFromDicts, Step, StepInput
 from pydantic import PrivateAttr
 
+from steps.cluster import ClusterOptions, run_pipeline
 from steps.engines import build_llm
 from steps.llm_step import LLMStep, Request
 from steps.pipeline import Pipeline
@@ -197,7 +198,7 @@ def _output_tokens(row: dict[str, Any] | None) -> int:
 
 def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: int, seed: int,
               sampling: dict[str, Any] | None = None, max_new_tokens: int = 256,
-              batch_size: int = 8) -> EStepResult:
+              batch_size: int = 8, cluster: ClusterOptions | None = None) -> EStepResult:
     """Sample, score and cap `problems` with `engine`; results in the order of `problems`.
 
     Args:
@@ -209,6 +210,8 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         sampling: generation settings over `PAPER_SAMPLING` (the greedy branch uses `GREEDY`).
         max_new_tokens: the longest solution, in tokens.
         batch_size: problems per distilabel batch.
+        cluster: the recipe's config, to run the pipeline on Ray (`steps.cluster.run_pipeline`).
+        cluster: the recipe's config, to run the pipeline on Ray (`steps.cluster.run_pipeline`).
     """
     sampling = {**PAPER_SAMPLING, **(sampling or {})}
     threads = max(1, (os.cpu_count() or 2) // 2)  # the two branches share the CPU
@@ -236,7 +239,7 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         started = time.perf_counter()
         with watch(f"E-step: {len(problems)} problems × {k} samples", len(problems),
                    lambda: progress.stat().st_size):
-            distiset = pipeline.run(use_cache=False)
+            distiset = run_pipeline(pipeline, cluster or ClusterOptions())
         seconds = time.perf_counter() - started
     sampled_rows = {row["problem_id"]: row for row in distiset["keep_correct"]["train"]}
     greedy_rows = {row["problem_id"]: row for row in distiset["score_greedy"]["train"]}

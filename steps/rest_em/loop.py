@@ -38,7 +38,8 @@ from steps.rest_em.records import CONFIG, FLOW, kept_rows
 from steps.rest_em.selection import count_outcomes, funnel_rows
 from steps.rest_em.verifiers.registry import verifier_for
 from steps.rows import FUNNEL_SCHEMA, to_table
-from steps.run_record import engine_record, write_run_record
+from steps.run_record import WORK_DIR, engine_record, write_run_record
+from steps.servers.engine import serve_engines
 
 
 def _iteration_record(iteration: int, model: str, estep: EStepResult,
@@ -95,10 +96,12 @@ def run_rest_em(settings: RestEmConfig) -> dict[str, Any]:
     best = 0
     for iteration in range(settings.iterations + 1 if settings.train else 1):
         last = settings.train and iteration == settings.iterations  # evaluation only
-        estep = run_estep((validation if last else train + validation) + heldout, engine,
-                          k=settings.k, max_per_problem=settings.max_per_problem,
-                          seed=settings.seed, sampling=settings.sampling,
-                          max_new_tokens=settings.max_new_tokens)
+        # A managed-server engine (vllm:) is served per iteration: the M-step changes its weights.
+        with serve_engines([engine], settings.repo_dir / WORK_DIR / run_id):
+            estep = run_estep((validation if last else train + validation) + heldout, engine,
+                              k=settings.k, max_per_problem=settings.max_per_problem,
+                              seed=settings.seed, sampling=settings.sampling,
+                              max_new_tokens=settings.max_new_tokens, cluster=settings)
         record = _iteration_record(iteration, model_id, estep, {
             "train": [] if last else train, "validation": validation, "heldout": heldout})
         history.append(record)
