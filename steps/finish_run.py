@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from steps import repo_folder, storage
 from steps.errors import UserError
+from steps.publish.scrub import portable_path
 from steps.recipe_config import RecipeConfig
 from steps.run_record import RunRecord, write_run_record
 
@@ -128,7 +129,8 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
     Raises:
         UserError: the push failed (the folder stays complete and carded).
         SystemExit: status 3 after everything is written, when work items failed in a way a
-            rerun may fix (engine errors); content failures are reported but end with status 0.
+            rerun may fix (engine errors) or nothing at all was made; content failures are
+            reported but end with status 0.
     """
     from steps.publish import push_folder, write_card
 
@@ -143,6 +145,10 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
     record = record.model_copy(update={
         "rows": rows, "generated": generated if curation is not None else record.generated})
     written = write_run_record(repo_dir, record, resumed=resumed)
+    if not repo_folder.configs(repo_dir):  # not a row, not a failure record: nothing to card
+        print(f"no rows were made; {repo_folder.RUN_FILE} and {repo_folder.FUNNEL_FILE} in "
+              f"{portable_path(repo_dir)} say why", file=sys.stderr)
+        raise SystemExit(FAILED_ITEMS_EXIT)
     readme = write_card(repo_dir, repo_id=config.push_to_hub, license=license)
     print(f"wrote {sum(rows.values())} rows in {len(rows)} configs and {record.failures} failure "
           f"records to {repo_dir}; card: {readme}")
