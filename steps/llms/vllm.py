@@ -27,6 +27,7 @@ class VLLMEngine(vLLM):
     @classmethod
     def from_spec(cls, spec: EngineSpec, n_threads: int | None,
                   generation: dict[str, Any]) -> VLLMEngine:
+        """The engine of a parsed spec (`steps.engines.build_llm`), settings renamed for vLLM."""
         settings = dict(generation)
         if "repeat_penalty" in settings:
             settings["repetition_penalty"] = settings.pop("repeat_penalty")
