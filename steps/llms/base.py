@@ -25,6 +25,8 @@ CONNECTION = "engine_error:connection"
 
 
 class EngineError(TypedDict):
+    """Why a generation did not come back: a reason counted on the card and the server's words."""
+
     reason: str  # e.g. engine_error:503, engine_error:timeout, context_overflow
     message: str  # the server's words, secrets scrubbed, truncated
 
@@ -49,9 +51,11 @@ def as_prompt(item: Any) -> Prompt:
 
 
 def sample_seed(*parts: Any) -> int:
-    """The one seeding rule: a 31-bit seed that depends only on `parts` (run seed, row, stage,
-    request, attempt; the engines add the prompt and the generation index), never on batching,
-    order or process."""
+    """The one seeding rule: a 31-bit seed (in [0, 2**31)) that depends only on `parts`.
+
+    The parts are the run seed, row, stage, request and attempt (the engines add the prompt and
+    the generation index), never batching, order or process.
+    """
     return int(stable_id(*parts), 16) % 2**31
 
 
@@ -83,7 +87,7 @@ class Generation:
 
 
 def engine_output(generations: list[Generation]) -> dict[str, Any]:
-    """distilabel's output dict for one input, plus `errors` and `statistics.retries`."""
+    """Distilabel's output dict for one input, plus `errors` and `statistics.retries`."""
     return {
         "generations": [g.text for g in generations],
         "statistics": {"input_tokens": [g.input_tokens for g in generations],

@@ -1,9 +1,9 @@
-"""Many sequences decoded together through llama.cpp's batch API, each with its own sampler.
+r"""Many sequences decoded together through llama.cpp's batch API, each with its own sampler.
 
     decoder = BatchedDecoder(llama, n_seq_max=16)         # llama: a loaded `llama_cpp.Llama`
     results = decoder.generate([
         DecodeRequest([{"role": "user", "content": "2+3?"}], seeds=(11, 12, 13, 14), temperature=0.7),
-        DecodeRequest("<|im_start|>user\\n", seeds=(5,), temperature=1.0, stop=("<|im_end|>",)),
+        DecodeRequest("<|im_start|>user\n", seeds=(5,), temperature=1.0, stop=("<|im_end|>",)),
     ])
     results[0].texts            # 4 texts, one per seed
     results[0].error            # None, or "context_overflow" / "invalid_schema" / ...
@@ -83,6 +83,12 @@ class DecodeRequest:
     json_schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        """Check the settings.
+
+        Raises:
+            ValueError: no seed or one outside [0, 2**32 - 2], `max_new_tokens` < 1, a negative
+                temperature or a repeat penalty that is not positive.
+        """
         if not self.seeds or any(not 0 <= seed < llama_cpp.LLAMA_DEFAULT_SEED for seed in self.seeds):
             raise ValueError(f"seeds must be one or more integers in [0, 2**32 - 2], got {self.seeds}")
         if self.max_new_tokens < 1:
@@ -207,6 +213,7 @@ class BatchedDecoder:
     """
 
     def __init__(self, llama: llama_cpp.Llama, n_seq_max: int, n_ctx_per_seq: int | None = None) -> None:
+        """Create the llama.cpp context of `n_seq_max` slots on `llama`'s weights (see the class)."""
         if not 1 <= n_seq_max <= llama_cpp.llama_max_parallel_sequences():
             raise ValueError(
                 f"n_seq_max must be in [1, {llama_cpp.llama_max_parallel_sequences()}], got {n_seq_max}"
@@ -236,9 +243,11 @@ class BatchedDecoder:
             self._ctx = None
 
     def __enter__(self) -> BatchedDecoder:
+        """The decoder itself; leaving the block closes it."""
         return self
 
     def __exit__(self, *_: object) -> None:
+        """Close the decoder (`close`)."""
         self.close()
 
     def generate(self, requests: list[DecodeRequest]) -> list[DecodeResult]:

@@ -63,6 +63,7 @@ class OpenAICompatibleEngine(OpenAILLM):
     @classmethod
     def from_spec(cls, spec: EngineSpec, n_threads: int | None,
                   generation: dict[str, Any]) -> OpenAICompatibleEngine:
+        """The engine of a parsed spec (`steps.engines.build_llm`); the key from OPENAI_API_KEY."""
         return cls(model=spec.model, base_url=spec.base_url,
                    api_key=os.environ.get("OPENAI_API_KEY", "no-key"),
                    generation_kwargs=generation)

@@ -99,11 +99,13 @@ class CircuitBreaker:
     _next_pause: float = field(default=0.0, repr=False)
 
     def record_success(self) -> None:
+        """An answer came back: close the breaker and reset its backoff."""
         if self.open_until:
             self.log(f"server {self.label} answers again — resuming")
         self.consecutive, self.failing_since, self.open_until, self._next_pause = 0, None, 0.0, 0.0
 
     def record_failure(self, failure: Failure) -> None:
+        """A transient failure: count it, and open the breaker once `threshold` come in a row."""
         now = time.monotonic()
         self.consecutive += 1
         self.failing_since = self.failing_since or now
@@ -116,6 +118,7 @@ class CircuitBreaker:
 
     @property
     def unavailable(self) -> bool:
+        """True once the server has been failing for `deadline_s` seconds without an answer."""
         return (self.failing_since is not None
                 and time.monotonic() - self.failing_since >= self.deadline_s)
 
@@ -134,8 +137,11 @@ class RetryPolicy:
     max_delay_s: float = 60.0
 
     def delay(self, retry: int, failure: Failure) -> float:
-        """Seconds before retry number `retry` (1-based): what the server asked for (up to
-        MAX_RETRY_AFTER_S), else exponential backoff with full jitter."""
+        """Seconds before retry number `retry` (1-based).
+
+        What the server asked for (Retry-After, up to MAX_RETRY_AFTER_S), else exponential
+        backoff with full jitter.
+        """
         if failure.retry_after_s is not None:
             return min(failure.retry_after_s, MAX_RETRY_AFTER_S)
         return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (retry - 1)))

@@ -18,7 +18,7 @@ _CODE_BLOCK = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last \\boxed{…} / \\fbox{…}, braces matched by counting (Hendrycks)."""
+    r"""The content of the last \boxed{…} / \fbox{…}, braces matched by counting (Hendrycks)."""
     starts = list(_BOXED.finditer(text))
     if not starts:
         return None
@@ -55,10 +55,10 @@ def extract_code(text: str) -> str | None:
 
 
 def normalise_answer(answer: str) -> str:
-    """The string form two answers are compared in when math-verify cannot decide.
+    r"""The string form two answers are compared in when math-verify cannot decide.
 
-    Strips, lowercases, drops `$`, unwraps \\boxed{}, removes thousands separators and a trailing
-    `.0`, so "$1,000.0$" and "\\boxed{1000}" compare equal.
+    Strips, lowercases, drops `$`, unwraps \boxed{}, removes thousands separators and a trailing
+    `.0`, so "$1,000.0$" and "\boxed{1000}" compare equal.
     """
     text = answer.strip()
     text = last_boxed(text) or text
@@ -113,11 +113,11 @@ _NOT_UNITS = frozenset({
 
 
 def read_number(text: str) -> NumericAnswer | None:
-    """The exact number an answer states, or None if it is not one plain number.
+    r"""The exact number an answer states, or None if it is not one plain number.
 
     Reads integers, decimals, thousands separators in groups of three, a leading currency sign
-    ("\\$18.50", "€5"), a trailing percent, fractions ("3/4", "\\frac{3}{4}", "\\frac34"), mixed
-    numbers ("1 1/2") and trailing unit words ("12 apples"), inside `$…$` or `\\boxed{}` or not.
+    ("\$18.50", "€5"), a trailing percent, fractions ("3/4", "\frac{3}{4}", "\frac34"), mixed
+    numbers ("1 1/2") and trailing unit words ("12 apples"), inside `$…$` or `\boxed{}` or not.
     Anything else after the number (an exponent, an operator, another number) gives None: the
     number in front is not the answer ("2^{10}" is not 2).
     """

@@ -6,7 +6,6 @@
 The greedy branch gives pass@1 as the paper reports it; the sampled branch gives the training
 data (train split) and pass@k / majority vote (held-out split). Generations are grouped per
 problem (one request of k samples, `SampleSolutions`), so capping needs no global step.
-(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at run time.)
 """
 
 import dataclasses

@@ -155,6 +155,7 @@ class MathVerifyWorker:
 
     def __init__(self, *, time_limit: int = 5, hard_timeout: float = 15.0,
                  check: Check = math_verify_check) -> None:
+        """Set the limits (seconds); the worker starts on the first call."""
         self.time_limit, self.hard_timeout, self.check = time_limit, hard_timeout, check
         self._worker: multiprocessing.Process | None = None
         self._connection: Connection | None = None
@@ -177,6 +178,15 @@ class MathVerifyWorker:
         return parent
 
     def __call__(self, gold: str, answer: str) -> Verdict:
+        """The verdict on `answer` against `gold`.
+
+        "error" when the worker dies (it restarts on the next call), "timeout" when it takes
+        longer than `hard_timeout` seconds (it is killed).
+
+        Raises:
+            RuntimeError: the worker did not start within STARTUP_TIMEOUT seconds (e.g.
+                math-verify is not installed).
+        """
         connection = self._connection or self._start()
         try:
             connection.send((gold, answer))
@@ -189,6 +199,7 @@ class MathVerifyWorker:
         return "timeout"
 
     def close(self) -> None:
+        """Kill the worker, if any; the next call starts a fresh one."""
         if self._worker is not None:
             self._worker.kill()
             self._worker.join()
@@ -197,7 +208,9 @@ class MathVerifyWorker:
         self._worker, self._connection = None, None
 
     def __enter__(self) -> MathVerifyWorker:
+        """The worker itself; leaving the block closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Kill the worker (`close`)."""
         self.close()

@@ -86,8 +86,11 @@ def evaluate(problems: Sequence[Problem], sampled: Mapping[str, Sequence[Scored]
 
 def bootstrap_interval(values: Sequence[float], *, confidence: float = 0.95, resamples: int = 10_000,
                        seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (per-problem scores, or per-problem
-    differences between two models on the same problems for a paired interval)."""
+    """Percentile bootstrap interval (low, high) of the mean of `values` (scipy.stats.bootstrap).
+
+    `values` are per-problem scores, or per-problem differences between two models on the same
+    problems for a paired interval.
+    """
     from scipy.stats import bootstrap
 
     data = np.asarray(values, dtype=float)

@@ -30,7 +30,9 @@ TRAIN_EXTRA = ("torch", "transformers", "trl", "gguf", "accelerate")
 
 
 def check_train_extra() -> None:
-    """Raises:
+    """Check that the packages of the [train] extra (TRAIN_EXTRA) are installed.
+
+    Raises:
         UserError: a package of the [train] extra is missing.
     """
     missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]

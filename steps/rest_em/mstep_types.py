@@ -76,6 +76,7 @@ class MStepResult:
     train_loss: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        """The record for run.json and the card (JSON types, seconds rounded to 0.1)."""
         return {"model_path": str(self.model_path), "rows": self.rows,
                 "validation_greedy_reward_by_epoch": self.validation_rewards,
                 "best_epoch": self.best_epoch, "train_loss": self.train_loss,

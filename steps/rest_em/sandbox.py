@@ -59,6 +59,11 @@ def _unshare_works(extra: list[str]) -> bool:
 
 @functools.cache
 def isolation_mode() -> Literal["root", "userns"]:
+    """The isolation this process can give candidates (see the module docstring); probed once.
+
+    Raises:
+        UserError: neither mode works here (no root and no unprivileged user namespaces).
+    """
     if os.geteuid() == 0 and _unshare_works([]):
         return "root"
     if _unshare_works(["--user", "--map-root-user"]):
@@ -87,6 +92,8 @@ def candidate_python(mode: str) -> str:
 
 @dataclass(frozen=True)
 class SandboxLimits:
+    """Resource limits of one test case (rlimits of the candidate's process, and a wall clock)."""
+
     cpu_seconds: int = 4  # per test case (the APPS harness uses 4 s)
     wall_seconds: float = 10.0  # per test case
     memory_mb: int = 1024  # address space
@@ -99,6 +106,11 @@ class CodeSandbox:
 
     def __init__(self, limits: SandboxLimits = SandboxLimits(), *,
                  mode: Literal["root", "userns"] | None = None) -> None:
+        """Pick the isolation mode (`isolation_mode()` unless given) and the candidates' Python.
+
+        Raises:
+            UserError: no isolation mode works, or no Python the throwaway uid can run.
+        """
         self.limits = limits
         self.mode = mode or isolation_mode()
         self.python = candidate_python(self.mode)

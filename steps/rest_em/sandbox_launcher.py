@@ -116,6 +116,7 @@ def _run_case(job: dict[str, Any], stdin: str, expect: str | None) -> tuple[str,
 
 
 def main() -> None:
+    """Run the job file named by argv[1] (files, cases, limits, uid); print the verdict as JSON."""
     job = json.loads(Path(sys.argv[1]).read_text())  # read before /tmp is replaced
     _mount_private_dirs()
     WORK.mkdir(mode=0o700)

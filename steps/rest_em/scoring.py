@@ -33,6 +33,7 @@ class Scored:
 
     @property
     def reward(self) -> int:
+        """The binary reward of ReST-EM (Singh et al. 2023, §3): 1 for a pass, else 0."""
         return int(self.outcome == "pass")
 
 
@@ -44,9 +45,11 @@ class SolutionScorer:
     """
 
     def __init__(self) -> None:
+        """No verifier yet: each kind's starts on its first problem."""
         self._verifiers: dict[str, Verifier] = {}
 
     def __call__(self, problem: Problem, text: str | None) -> Scored:
+        """The outcome of one sampled solution `text` of `problem` (None: the engine gave none)."""
         if text is None:
             return Scored("no_output")
         try:
@@ -62,6 +65,7 @@ class SolutionScorer:
             return Scored("error", detail=f"{type(error).__name__}: {error}"[:300])
 
     def close(self) -> None:
+        """Close every verifier started so far (worker processes, sandboxes)."""
         for verifier in self._verifiers.values():
             verifier.close()
         self._verifiers.clear()

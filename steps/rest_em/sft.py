@@ -88,16 +88,19 @@ class ValidationRewardStopping(TrainerCallback):
     """Validation reward before training and after each epoch; keep the best epoch's weights."""
 
     def __init__(self, measure: Callable[[Any], float], patience: int) -> None:
+        """`measure`: the validation reward of a model; `patience`: epochs without a better one."""
         self.measure, self.patience = measure, patience
         self.rewards: list[float] = []  # [before training, after epoch 1, …]
         self.best_epoch, self.best_state = 0, None
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState,
                        control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
+        """Record the reward of the model before training (epoch 0)."""
         self.rewards.append(self.measure(model))
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState,
                      control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
+        """Record this epoch's reward, keep the weights if best, stop after `patience` worse epochs."""
         reward = self.measure(model)
         self.rewards.append(reward)
         epoch = len(self.rewards) - 1

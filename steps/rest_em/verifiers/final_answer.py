@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, ClassVar, Literal
 
+from typing_extensions import override
+
 from steps.errors import UserError
 from steps.rest_em.answers import extract_final_answer, normalise_answer, read_number
 from steps.rest_em.math_verifier import MathVerifyWorker
@@ -36,11 +38,14 @@ class FinalAnswerVerifier(Verifier):
     majority_vote: ClassVar[bool] = True
 
     def __init__(self) -> None:
+        """No worker yet: it starts on the first check."""
         self._worker: MathVerifyWorker | None = None
 
     @classmethod
     def preflight(cls) -> None:
-        """Raises:
+        """Check that math-verify is installed.
+
+        Raises:
             UserError: math-verify is not installed.
         """
         if importlib.util.find_spec("math_verify") is None:
@@ -63,9 +68,11 @@ class FinalAnswerVerifier(Verifier):
         return text
 
     @staticmethod
+    @override
     def extract(text: str) -> str | None:
         return extract_final_answer(text)
 
+    @override
     def check(self, reference: Any, extracted: str) -> tuple[Verdict, str]:
         self._worker = self._worker or MathVerifyWorker()
         return self._worker(str(reference), extracted), ""
@@ -76,6 +83,7 @@ class FinalAnswerVerifier(Verifier):
         number = read_number(extracted)
         return number.key() if number is not None else normalise_answer(extracted)
 
+    @override
     def close(self) -> None:
         if self._worker is not None:
             self._worker.close()

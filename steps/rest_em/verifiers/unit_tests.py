@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from typing_extensions import override
+
 from steps.rest_em.answers import extract_code
 from steps.rest_em.sandbox import CodeSandbox, isolation_mode
 from steps.rest_em.verifiers.base import Verdict, Verifier
@@ -27,18 +29,23 @@ class UnitTestVerifier(Verifier):
     )
 
     def __init__(self) -> None:
+        """No sandbox yet: it is set up on the first check."""
         self._sandbox: CodeSandbox | None = None
 
     @classmethod
     def preflight(cls) -> None:
-        """Raises:
+        """Check that code can run isolated here (`steps.rest_em.sandbox.isolation_mode`).
+
+        Raises:
             UserError: code cannot be run isolated on this machine (see `isolation_mode`).
         """
         isolation_mode()
 
     @classmethod
     def read_reference(cls, value: Any) -> str | list[dict[str, str]]:
-        """Raises:
+        """The tests as given: Python assert source, or a list of {"input", "output"} pairs.
+
+        Raises:
             ValueError: the tests are neither assert source nor a list of input/output pairs.
         """
         if isinstance(value, str) and value.strip():
@@ -51,9 +58,11 @@ class UnitTestVerifier(Verifier):
                          "{\"input\": …, \"output\": …} objects")
 
     @staticmethod
+    @override
     def extract(text: str) -> str | None:
         return extract_code(text)
 
+    @override
     def check(self, reference: Any, extracted: str) -> tuple[Verdict, str]:
         self._sandbox = self._sandbox or CodeSandbox()
         return self._sandbox(extracted, reference)
