@@ -89,7 +89,8 @@ def error_line(error: BaseException) -> str:
     from steps.publish.scrub import scrub_paths, scrub_text  # (steps.publish imports this module)
 
     lines = str(error).strip().splitlines()
-    message = scrub_paths(_local_paths(scrub_text(lines[0] if lines else "")))
+    # (paths the user typed are theirs to see; any other absolute path is a local detail)
+    message = scrub_paths(_local_paths(scrub_text(lines[0] if lines else "")), keep=sys.argv[1:])
     if isinstance(error, UserError):
         return f"error: {message}"
     message = message[:MAX_MESSAGE_CHARS]

@@ -93,8 +93,9 @@ def test_cli_multi_turn_tagged(tmp_path: Path) -> None:
     lost = sum(r["rows"] for r in pq.read_table(tmp_path / "funnel.parquet").to_pylist())
     rows = pq.read_table(tmp_path / "data" / "magpie" / "train-00000-of-00001.parquet")
     assert rows.num_rows + lost == 7 == run["rows"]["magpie"] + lost  # a row or a counted loss
-    failures = pq.read_table(tmp_path / "data" / "failures" / "train-00000-of-00001.parquet")
-    untagged = {f["item_id"] for f in failures.to_pylist() if f["stage"] == "tagging"}
+    failures = tmp_path / "data" / "failures" / "train-00000-of-00001.parquet"  # (none: no file)
+    untagged = {f["item_id"] for f in (pq.read_table(failures).to_pylist() if failures.exists()
+                                       else []) if f["stage"] == "tagging"}
     scales = load_tag_scales()
     for row in rows.to_pylist():
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"] * 2

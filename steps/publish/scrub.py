@@ -15,6 +15,7 @@ import getpass
 import os
 import re
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,21 @@ def portable(value: Any) -> Any:
     return value
 
 
-def scrub_paths(text: str) -> str:
-    """`text` with every absolute path portable (`portable_path`)."""
-    return _ABSOLUTE.sub(lambda m: portable_path(m["path"]), text)
+def scrub_paths(text: str, keep: Iterable[str] = ()) -> str:
+    """`text` with every absolute path of two or more parts portable (`portable_path`).
+
+    Paths in `keep` (e.g. what the user typed on the command line) stay as they are; a lone `/`
+    or `/word` (an option separator, an URL path) is not a local detail.
+    """
+    kept = set(keep)
+
+    def shown(match: re.Match[str]) -> str:
+        path = match["path"]
+        if path in kept or path.rstrip("/").count("/") < 2:
+            return path
+        return portable_path(path)
+
+    return _ABSOLUTE.sub(shown, text)
 
 
 def scrub_local(text: str) -> str:
