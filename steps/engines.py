@@ -39,10 +39,18 @@ class EngineClass(Protocol):
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, n_threads: int | None,
-                  generation: dict[str, Any]) -> LLM: ...
+                  generation: dict[str, Any]) -> LLM:
+        """The distilabel LLM for `spec`, with `n_threads` CPU threads and generation settings."""
 
     @staticmethod
-    def preflight(spec: EngineSpec, timeout_s: float) -> None: ...
+    def preflight(spec: EngineSpec, timeout_s: float) -> None:
+        """Check, before any work starts and within `timeout_s` seconds, that `spec` can serve.
+
+        E.g. the GGUF file is a GGUF, or the server answers and knows the model.
+
+        Raises:
+            UserError: the engine cannot serve (one line naming it, never a key).
+        """
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,11 @@ class EngineKind:
 
     @property
     def trainable(self) -> bool:
+        """Whether the ReST-EM M-step can fine-tune this kind (it has a `finetuned_kind`)."""
         return self.finetuned_kind is not None
 
     def engine_class(self) -> EngineClass:
+        """The LLM class of `llm_class`, imported now (so servers need no llama.cpp)."""
         module, _, name = self.llm_class.partition(":")
         return getattr(importlib.import_module(module), name)
 
@@ -149,6 +159,7 @@ class EngineSpec:
 
     @property
     def engine_kind(self) -> EngineKind:
+        """The `EngineKind` of this spec."""
         return KINDS[self.kind]
 
     @property

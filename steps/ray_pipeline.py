@@ -30,6 +30,7 @@ from typing import Any
 from distilabel.constants import INPUT_QUEUE_ATTR_NAME
 from distilabel.pipeline import Pipeline
 from distilabel.pipeline.ray import RayPipeline as _DistilabelRayPipeline
+from typing_extensions import override
 
 # Driver settings the step actors need too (no secrets: those stay in each node's environment,
 # since a runtime_env is stored in the cluster's GCS and shown by its tools).
@@ -38,8 +39,9 @@ FORWARDED_ENV = ("DISTILABEL_LOG_LEVEL", "OMP_WAIT_POLICY", "AWS_ENDPOINT_URL", 
 
 
 class RayPipeline(_DistilabelRayPipeline):
-    """distilabel's RayPipeline that connects with one runtime environment and cleans up its
-    queue actors; see the module docstring for the defects it works around.
+    """distilabel's RayPipeline, fixed: one runtime environment, and its queue actors cleaned up.
+
+    See the module docstring for the defects it works around.
 
     Args:
         name, description, cache_dir, enable_metadata, requirements: as distilabel's `Pipeline`
@@ -66,6 +68,7 @@ class RayPipeline(_DistilabelRayPipeline):
         log_to_driver: bool = False,
         ray_init_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        """Configure the pipeline (see the class's Args); Ray is connected by `run()`."""
         super().__init__(name, description, cache_dir, enable_metadata, requirements,
                          ray_head_node_url=ray_address, ray_init_kwargs=ray_init_kwargs)
         self._env_vars = env_vars if env_vars is not None else {
@@ -85,7 +88,9 @@ class RayPipeline(_DistilabelRayPipeline):
                                      "the actors keep those of the first connection")
         self._ray_node_ids = self._get_ray_gpus_per_node()
 
+    @override
     def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run as distilabel's RayPipeline does, then kill this run's queue actors."""
         try:
             return super().run(*args, **kwargs)
         finally:
@@ -102,8 +107,10 @@ class RayPipeline(_DistilabelRayPipeline):
 
 
 def on_ray(pipeline: Pipeline, ray_address: str | None = None, **options: Any) -> RayPipeline:
-    """The same steps as `pipeline` (built with `with Pipeline(...)`), to run on a Ray cluster;
-    what distilabel's `Pipeline.ray()` does, with the fixed class. `options` go to `RayPipeline`."""
+    """The same steps as `pipeline` (built with `with Pipeline(...)`), to run on a Ray cluster.
+
+    What distilabel's `Pipeline.ray()` does, with the fixed class. `options` go to `RayPipeline`.
+    """
     ray_pipeline = RayPipeline(name=pipeline.name, description=pipeline.description,
                                cache_dir=pipeline._cache_dir, enable_metadata=pipeline._enable_metadata,
                                requirements=pipeline.requirements, ray_address=ray_address, **options)

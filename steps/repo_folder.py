@@ -27,6 +27,7 @@ REVIEWED = "reviewed"  # the config of rows kept after Argilla review
 
 
 def config_file(repo_dir: Path, config: str) -> Path:
+    """The one Parquet file of `config`: `data/<config>/train-00000-of-00001.parquet`."""
     return repo_dir / DATA_DIR / config / "train-00000-of-00001.parquet"
 
 
@@ -62,6 +63,11 @@ def remove_config(repo_dir: Path, config: str) -> None:
 
 
 def read_config(repo_dir: Path, config: str) -> pa.Table:
+    """The rows of `config` as an Arrow table.
+
+    Raises:
+        FileNotFoundError: the folder holds no such config.
+    """
     return pq.read_table(config_file(repo_dir, config))
 
 
@@ -72,15 +78,20 @@ def configs(repo_dir: Path) -> list[str]:
 
 
 def row_counts(repo_dir: Path) -> dict[str, int]:
-    """Rows per data config as the folder holds them now (after curation, say), from Parquet
-    metadata; the failures and reviewed configs are not data and are left out."""
+    """Rows per data config as the folder holds them now (after curation, say).
+
+    Read from Parquet metadata; the failures and reviewed configs are not data and are left out.
+    """
     return {config: pq.read_metadata(config_file(repo_dir, config)).num_rows
             for config in configs(repo_dir) if config not in (FAILURES, REVIEWED)}
 
 
 def add_generation_results(repo_dir: Path, failures: pa.Table, funnel: pa.Table) -> None:
-    """Add one flow's failure records and generation-stage funnel rows to what the folder holds
-    (several flows can write into one repository folder)."""
+    """Add one flow's failure records and generation-stage funnel rows to the folder.
+
+    They are appended to what the folder holds: several flows can write into one repository
+    folder.
+    """
     if failures.num_rows:
         if FAILURES in configs(repo_dir):
             failures = pa.concat_tables([read_config(repo_dir, FAILURES), failures])
@@ -92,6 +103,7 @@ def add_generation_results(repo_dir: Path, failures: pa.Table, funnel: pa.Table)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` as indented, key-sorted JSON, atomically (temp file then rename)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     os.replace(tmp, path)

@@ -42,13 +42,18 @@ def protocol(url: str | Path) -> str:
 
 
 def is_local(url: str | Path) -> bool:
+    """Whether `url` is a local path (or a `file://` URL) rather than a remote store."""
     return protocol(url) in _LOCAL
 
 
 def storage_options(url: str | Path) -> dict[str, Any]:
-    """Filesystem options for `url` taken from the environment (no secrets: the filesystems read
-    those themselves), e.g. `{"endpoint_url": "http://127.0.0.1:9000"}` for an S3-compatible
-    store. Pass them to `datasets.load_dataset`, `polars.read_parquet` or `fsspec.open`."""
+    """Filesystem options for `url` taken from the environment.
+
+    No secrets: the filesystems read those themselves. E.g. `{"endpoint_url":
+    "http://127.0.0.1:9000"}` for an S3-compatible store (from `AWS_ENDPOINT_URL_S3` or
+    `AWS_ENDPOINT_URL`). Pass them to `datasets.load_dataset`, `polars.read_parquet` or
+    `fsspec.open`.
+    """
     if protocol(url) in _S3:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         return {"endpoint_url": endpoint} if endpoint else {}
@@ -73,8 +78,11 @@ def _full(fs: AbstractFileSystem, path: str, like: str | Path) -> str:
 
 
 def open_url(url: str | Path, mode: str = "rb", **kwargs: Any) -> IO[Any]:
-    """Open `url` like `open()`. Writing to an object store uploads when the file is closed, as
-    one object (never seen half written); locally, use `write_bytes_atomic` for that."""
+    """Open `url` like `open()`; local writes create the parent folders.
+
+    Writing to an object store uploads when the file is closed, as one object (never seen half
+    written); locally, use `write_bytes_atomic` for that.
+    """
     fs, path = filesystem(url)
     if is_local(url) and any(flag in mode for flag in "wax"):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -82,6 +90,11 @@ def open_url(url: str | Path, mode: str = "rb", **kwargs: Any) -> IO[Any]:
 
 
 def read_bytes(url: str | Path) -> bytes:
+    """The whole content of the file at `url`.
+
+    Raises:
+        FileNotFoundError: there is no file at `url`.
+    """
     fs, path = filesystem(url)
     return fs.cat_file(path)
 
@@ -109,28 +122,34 @@ def write_bytes_atomic(url: str | Path, data: bytes) -> None:
 
 
 def write_parquet(url: str | Path, table: pa.Table) -> None:
-    """Write an Arrow table as one Parquet file, atomically (see `write_bytes_atomic`); the file
-    is built in memory, which a checkpoint batch or a config of a run fits."""
+    """Write an Arrow table as one Parquet file, atomically (see `write_bytes_atomic`).
+
+    The file is built in memory, which a checkpoint batch or a config of a run fits.
+    """
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     write_bytes_atomic(url, buffer.getvalue())
 
 
 def read_parquet(url: str | Path) -> pa.Table:
+    """The Parquet file at `url` as an Arrow table."""
     fs, path = filesystem(url)
     return pq.read_table(path, filesystem=fs)
 
 
 def glob(pattern: str | Path) -> list[str]:
-    """Files matching `pattern` (fsspec glob: `*`, `**`, `?`, `[…]`), sorted, in the caller's
-    form (local paths stay paths, URLs stay URLs). Files other nodes wrote are seen: listings
-    are not served from fsspec's cache."""
+    """Files matching `pattern` (fsspec glob: `*`, `**`, `?`, `[…]`), sorted.
+
+    They come in the caller's form (local paths stay paths, URLs stay URLs). Files other nodes
+    wrote are seen: listings are not served from fsspec's cache.
+    """
     fs, path = filesystem(pattern)
     fs.invalidate_cache()
     return sorted(_full(fs, p, pattern) for p in fs.glob(path) if not fs.isdir(p))
 
 
 def exists(url: str | Path) -> bool:
+    """Whether a file or folder is at `url`, as of now (fsspec's listing cache is dropped)."""
     fs, path = filesystem(url)
     fs.invalidate_cache()
     return fs.exists(path)
@@ -150,9 +169,13 @@ def remove(url: str | Path, missing_ok: bool = True) -> None:
 
 
 def copy_folder(source: str | Path, destination: str | Path) -> list[str]:
-    """Copy every file under `source` to the same relative path under `destination` (any two
-    URLs: stage a repository folder locally and publish it to `s3://…`, or fetch one back);
-    each file is written atomically. Returns the relative paths copied, sorted.
+    """Copy every file under `source` to the same relative path under `destination`.
+
+    Any two URLs: stage a repository folder locally and publish it to `s3://…`, or fetch one
+    back; each file is written atomically.
+
+    Returns:
+        The relative paths copied, sorted.
 
     Raises:
         FileNotFoundError: `source` holds no file.

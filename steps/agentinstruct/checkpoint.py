@@ -8,8 +8,6 @@ restarted run plans the same items and feeds the generator only those not yet do
 Every path here is an fsspec URL or a local path (`steps.storage`): under Ray the writer runs on
 any node, so the plan and the checkpoints live where every node reaches them (`s3://…`); each
 file is written whole (atomic rename locally, one put on an object store), the marker last.
-
-(No `from __future__ import annotations` here: distilabel reads the `StepInput` hint at runtime.)
 """
 
 import json
@@ -26,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 from distilabel.steps import GeneratorStep, Step, StepInput
 from distilabel.typing import GeneratorStepOutput, StepOutput
+from typing_extensions import override
 
 from steps import repo_folder, storage
 from steps.llm_step import rerun_may_fix
@@ -56,10 +55,12 @@ class PlannedItems(GeneratorStep):
     price_out: float | None = None
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return ["item_id", "skill", "seed_text", "transformation_agent", "instruction_agent",
                 "tasks", "refined", "refinement_goals"]
 
+    @override
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
         from steps.estimate import TokenBudget
 
@@ -100,10 +101,12 @@ class CheckpointWriter(Step):
     generation_params: str  # JSON
 
     @property
+    @override
     def inputs(self) -> list[str]:
         return ["item_id", "units", "failures", "tokens", "calls", "engine_retries"]
 
     @property
+    @override
     def outputs(self) -> list[str]:
         return ["item_id"]
 
@@ -127,6 +130,7 @@ class CheckpointWriter(Step):
                  "config": item["config"], "seed_id": item["seed_id"], "item_id": item["item_id"]}
                 for failure in item.get("failures") or []]
 
+    @override
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         batch = storage.join(self.work_dir, stable_id(sorted(i["item_id"] for i in inputs)))
         rows = [row for item in inputs for row in self._rows(item)]
@@ -153,6 +157,7 @@ class Checkpoints:
     """Reads what earlier (possibly interrupted) runs of the same plan have written."""
 
     def __init__(self, work_dir: str | Path) -> None:
+        """Read the batch markers under `work_dir` (an fsspec URL or a local path)."""
         self.work_dir = str(work_dir)
         self.markers = self._markers()
 
@@ -164,9 +169,12 @@ class Checkpoints:
 
     @contextmanager
     def timed(self, interval_s: float = 5.0) -> Iterator[None]:
-        """Record this try's elapsed time in the checkpoints, every `interval_s` seconds and at
-        the end, so that `elapsed_s` of a resumed run includes tries that were killed (less at
-        most `interval_s` each)."""
+        """Record this try's elapsed wall time in the checkpoints while the block runs.
+
+        It is written at the start, every `interval_s` seconds and at the end, so that
+        `elapsed_s` of a resumed run includes tries that were killed (less at most `interval_s`
+        each).
+        """
         path = storage.join(self.work_dir, TRIES, f"{time.time_ns()}-{os.getpid()}.json")
         started, stop = time.monotonic(), threading.Event()
 
@@ -196,15 +204,19 @@ class Checkpoints:
 
     @property
     def done(self) -> set[str]:
+        """The ids of the items whose batch is committed (has its `.done.json` marker)."""
         return {item for marker in self.markers for item in marker["items"]}
 
     @property
     def tokens(self) -> dict[str, int]:
+        """Input and output tokens used by the committed batches."""
         return {k: sum(m["tokens"][k] for m in self.markers) for k in ("input", "output")}
 
     @property
     def agent_calls(self) -> dict[str, dict[str, float]]:
-        """Per `stage/agent`: requests, parse retries, failures, the parse-failure rate and the
+        """Call counts of each agent over the committed batches.
+
+        Per `stage/agent`: requests, parse retries, failures, the parse-failure rate and the
         retries the engine made itself (server errors, timeouts).
         """
         total: Counter[tuple[str, int]] = Counter()
@@ -226,8 +238,14 @@ class Checkpoints:
         return pl.from_arrow(pa.concat_tables(parts) if parts else schema.empty_table())
 
     def assemble(self, repo_dir: Path) -> dict[str, Any]:
-        """Write the skill configs (trimmed to each skill's quota, in plan order) and the failures
-        config into the repo folder; return counts for run.json and the card's funnel."""
+        """Write the committed rows and failures into the repo folder.
+
+        The skill configs are trimmed to each skill's quota and kept in plan order; the failures
+        config and the funnel replace what an earlier run of this flow wrote.
+
+        Returns:
+            Counts for run.json and the card's funnel.
+        """
         rows = self._read(".rows.parquet", CHECKPOINT_SCHEMA).sort(ORDER)
         failures = self._read(".failures.parquet", FAILURE_SCHEMA).select(FAILURE_SCHEMA.names)
         funnel: Counter[tuple[str, str]] = Counter()
@@ -256,9 +274,14 @@ class Checkpoints:
                 "failure_reasons": {f"{c}/{r}": n for (c, r), n in sorted(funnel.items())}}
 
     def discard_failed(self) -> int:
-        """Remove committed batches that hold failures a rerun may fix (engine errors), so that a
-        rerun retries their items (the batch's other items are redone with them: same seeds, same
-        rows). Content failures are final outcomes and stay committed."""
+        """Remove committed batches that hold failures a rerun may fix (engine errors).
+
+        A rerun then retries their items (the batch's other items are redone with them: same
+        seeds, same rows). Content failures are final outcomes and stay committed.
+
+        Returns:
+            The number of batches removed.
+        """
         failed = [p for p in self._files("*.failures.parquet")
                   if any(rerun_may_fix(f) for f in storage.read_parquet(p).select(["reason"]).to_pylist())]
         for path in failed:  # the marker first: a batch is never seen done without its rows

@@ -1,11 +1,13 @@
 """Managed inference servers: one per run, started and health-checked by the pipeline itself.
 
-    llamacpp-server:PATH.gguf   llama-cpp-python's server (extra `[server]`); tested end to end
-    vllm:MODEL                  `vllm serve` (extra `[vllm]`); command line tested only
-    sglang:MODEL                SGLang's launcher; command line tested only
+Engine specs (the server kinds):
 
-    with managed_server("llamacpp-server", "model.gguf", run_dir) as server:
-        llm = build_llm(server.engine_spec)
+- `llamacpp-server:PATH.gguf`: llama-cpp-python's server (extra `[server]`); tested end to end.
+- `vllm:MODEL`: `vllm serve` (extra `[vllm]`); command line tested only.
+- `sglang:MODEL`: SGLang's launcher; command line tested only.
+
+Use: `with managed_server("llamacpp-server", "model.gguf", run_dir) as server:` then
+`llm = build_llm(server.engine_spec)`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def managed_server(kind: str, model: str, log_dir: str | Path, **options: Any) -
     """The (not yet started) server of an engine kind.
 
     Raises:
-        UserError: `kind` is not a server kind, or the model is missing (llamacpp-server).
+        ValueError: `kind` is not a server kind.
+        UserError: the model is missing (llamacpp-server).
     """
     if kind not in SERVER_KINDS:
         raise ValueError(f"{kind!r} is not a server kind; one of {', '.join(SERVER_KINDS)}")

@@ -46,16 +46,22 @@ class ServerError(UserError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS picks it; a tiny race remains until the
-    server binds it, and a lost race shows up as the server exiting with 'address in use')."""
+    """A TCP port nothing listens on right now on `host` (the OS picks it).
+
+    A tiny race remains until the server binds it; a lost race shows up as the server exiting
+    with 'address in use'.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
 def scrub_line(line: str) -> str:
-    """A log line fit for an error message: secrets redacted, absolute paths cut to their last
-    part (a user's home or a model folder says nothing a reader needs)."""
+    """A log line fit for an error message: secrets redacted, absolute paths cut short.
+
+    An absolute path keeps only its last part (a user's home or a model folder says nothing a
+    reader needs).
+    """
     extra = [v for name in _STORAGE_SECRETS if len(v := os.environ.get(name, "")) >= 8]
     return _ABSOLUTE_PATH.sub(r"\1", scrub_text(line, extra))
 
@@ -65,8 +71,10 @@ _PRCTL = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL,
-    so a killed run does not leave a model server holding the GPU or CPU."""
+    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL.
+
+    So a killed run does not leave a model server holding the GPU or CPU.
+    """
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -115,6 +123,7 @@ class ManagedServer(ABC):
         extra_args: Sequence[str] = (),
         on_crash: Callable[[ServerError], None] | None = None,
     ) -> None:
+        """Configure the server (see the class's Args); nothing starts before `start()`."""
         self.model = model
         self.log_path = Path(log_dir) / f"server-{self.kind}.log"
         self.host = host
@@ -161,6 +170,7 @@ class ManagedServer(ABC):
 
     @property
     def running(self) -> bool:
+        """Whether the server process was started and has not exited."""
         return self._process is not None and self._process.poll() is None
 
     @property
@@ -169,6 +179,7 @@ class ManagedServer(ABC):
         return self._pid
 
     def environment(self) -> dict[str, str]:
+        """The server's environment: this process's, less `shadowing_env`, with OMP threads passive."""
         env = {k: v for k, v in os.environ.items() if k not in self.shadowing_env}
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # steps.engines: spinning threads starve others
         return env
@@ -262,9 +273,16 @@ class ManagedServer(ABC):
             self._log = None
 
     def __enter__(self) -> Self:
+        """Start the server (see `start()`)."""
         return self.start()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        """Stop the server; raise its `ServerError` if it crashed while serving.
+
+        Raises:
+            ServerError: the server exited on its own while serving (only when the block itself
+                raised nothing).
+        """
         crash = self._crash
         self.stop()
         if crash is not None and exc_type is None:
@@ -312,8 +330,11 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
 
 
 def command_options(options: Mapping[str, object]) -> list[str]:
-    """`{"max-model-len": 4096, "enforce-eager": True}` as `--max-model-len 4096 --enforce-eager`
-    (None and False leave the option out)."""
+    """Server options as command-line arguments.
+
+    `{"max-model-len": 4096, "enforce-eager": True}` gives `--max-model-len 4096
+    --enforce-eager`; None and False leave the option out.
+    """
     args: list[str] = []
     for name, value in options.items():
         if value is None or value is False:

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from steps.errors import UserError
 from steps.servers.base import ManagedServer, command_options
 
@@ -42,6 +44,7 @@ class LlamaCppServer(ManagedServer):
 
     def __init__(self, model: str, log_dir: str | Path, *, n_ctx: int = 4096,
                  n_threads: int | None = None, startup_timeout: float = 120.0, **options: Any) -> None:
+        """Check the GGUF file and configure the server (see the class's Args and Raises)."""
         if not Path(model).is_file():
             raise UserError(f"engine 'llamacpp-server:{Path(model).name}': GGUF file not found")
         super().__init__(model, log_dir, startup_timeout=startup_timeout, **options)
@@ -49,13 +52,16 @@ class LlamaCppServer(ManagedServer):
         self.n_threads = n_threads
 
     @property
+    @override
     def model_name(self) -> str:
         return Path(self.model).name
 
+    @override
     def check_installed(self) -> None:
         if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
             raise UserError("engine 'llamacpp-server:…': install the extra: pip install -e '.[server]'")
 
+    @override
     def command(self, port: int) -> list[str]:
         return [
             sys.executable, "-m", "llama_cpp.server", "--model", self.model,

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from steps.errors import UserError
 from steps.servers.base import ManagedServer, command_options
 
@@ -36,14 +38,17 @@ class SGLangServer(ManagedServer):
 
     def __init__(self, model: str, log_dir: str | Path, *, tp_size: int = 1,
                  context_length: int | None = None, **options: Any) -> None:
+        """Configure the server (see the class's Args); nothing starts before `start()`."""
         super().__init__(model, log_dir, **options)
         self.tp_size = tp_size
         self.context_length = context_length
 
+    @override
     def check_installed(self) -> None:
         if importlib.util.find_spec("sglang") is None:
             raise UserError("engine 'sglang:…': install SGLang (pip install 'sglang[all]')")
 
+    @override
     def command(self, port: int) -> list[str]:
         return [
             sys.executable, "-m", "sglang.launch_server", "--model-path", self.model,

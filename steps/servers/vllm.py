@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from steps.errors import UserError
 from steps.servers.base import ManagedServer, command_options
 
@@ -39,6 +41,7 @@ class VLLMServer(ManagedServer):
     def __init__(self, model: str, log_dir: str | Path, *, tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, gpu_memory_utilization: float | None = None,
                  **options: Any) -> None:
+        """Configure the server (see the class's Args); nothing starts before `start()`."""
         super().__init__(model, log_dir, **options)
         self.tensor_parallel_size = tensor_parallel_size
         self.max_model_len = max_model_len
@@ -49,10 +52,12 @@ class VLLMServer(ManagedServer):
         beside = Path(sys.executable).with_name("vllm")
         return str(beside) if beside.is_file() else shutil.which("vllm")
 
+    @override
     def check_installed(self) -> None:
         if self.executable() is None:
             raise UserError("engine 'vllm:…': install the extra: pip install -e '.[vllm]'")
 
+    @override
     def environment(self) -> dict[str, str]:
         env = super().environment()
         # As datatrove does: keep transformers from importing TensorFlow (tens of seconds).
@@ -60,6 +65,7 @@ class VLLMServer(ManagedServer):
         env.setdefault("TRANSFORMERS_NO_TF", "1")
         return env
 
+    @override
     def command(self, port: int) -> list[str]:
         return [
             self.executable() or "vllm", "serve", self.model, "--host", self.host, "--port", str(port),
