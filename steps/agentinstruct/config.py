@@ -13,11 +13,12 @@ from pydantic import Field
 from steps import DATA_ROOT
 from steps.cluster import ClusterOptions
 from steps.recipe_config import RecipeConfig, run_option
+from steps.serving import ServingOptions
 
 SAMPLE_SEEDS = DATA_ROOT / "seeds" / "sample"
 
 
-class Orca3MixConfig(RecipeConfig, ClusterOptions):
+class Orca3MixConfig(RecipeConfig, ClusterOptions, ServingOptions):
     """AgentInstruct's three flows and teacher (Mitra et al. 2024, arXiv 2407.03502).
 
     seeds -> content transformation -> seed instructions -> (suggester -> editor) x rounds ->
@@ -54,20 +55,6 @@ class Orca3MixConfig(RecipeConfig, ClusterOptions):
     curate: bool = Field(True, description="curate the rows: filters, decontamination, dedup")
     seed: int = Field(42, description="the run seed: plan and sampling (same seed, same rows)")
     batch_size: int = run_option(4, ge=1, description="work items per distilabel batch")
-    # Serving a teacher (issue 11): concurrency, timeouts, estimate and caps change no data.
-    max_concurrency: int | None = run_option(None, ge=1, description="requests in flight per "
-                                             "server engine (default 64; local engines run 1)")
-    request_timeout: float = run_option(120.0, gt=0, description="seconds a server has to answer "
-                                        "one request before it is retried")
-    request_retries: int = run_option(6, ge=0, description="retries per request on server "
-                                      "errors, 429s and timeouts (with backoff)")
-    estimate: bool = run_option(False, description="print the run's requests, tokens, time and "
-                                "cost, then exit without generating")
-    throughput: float | None = run_option(None, gt=0, description="generated tokens/s for "
-                                          "--estimate (default: what the last run measured)")
-    price_in: float | None = run_option(None, ge=0, description="price per million input tokens")
-    price_out: float | None = run_option(None, ge=0, description="price per million output "
-                                         "tokens")
     max_tokens_total: int | None = run_option(None, ge=1, description="stop cleanly once the run "
                                               "has used this many tokens (a rerun with a higher "
                                               "cap continues)")

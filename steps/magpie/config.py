@@ -25,9 +25,10 @@ from steps.magpie.sampling import (
 from steps.magpie.steering import Steering, load_steering
 from steps.publish.scrub import portable
 from steps.recipe_config import RecipeConfig, run_option
+from steps.serving import ServingOptions
 
 
-class MagpieConfig(RecipeConfig, ClusterOptions):
+class MagpieConfig(RecipeConfig, ClusterOptions, ServingOptions):
     """Everything a Magpie run depends on (Xu et al. 2024, arXiv 2406.08464).
 
     Recorded (minus secrets) with every row; each field is a flag of `pipelines/magpie.py` and a
@@ -74,21 +75,6 @@ class MagpieConfig(RecipeConfig, ClusterOptions):
     seed: int = Field(0, description="the run seed (sampling is seeded per row)")
     batch_size: int = run_option(50, ge=1, description="rows per distilabel batch")
     threads: int | None = run_option(None, ge=1, description="llama.cpp threads per engine")
-    # Serving a teacher (issue 11): these change no data.
-    max_concurrency: int | None = run_option(None, ge=1, description="connections per server "
-                                             "engine and step (default 64; --batch-size rows "
-                                             "are sent together)")
-    request_timeout: float = run_option(120.0, gt=0, description="seconds a server has to answer "
-                                        "one request before it is retried")
-    request_retries: int = run_option(6, ge=0, description="retries per request on server "
-                                      "errors, 429s and timeouts (with backoff)")
-    estimate: bool = run_option(False, description="print the run's requests, tokens, time and "
-                                "cost, then exit without generating")
-    throughput: float | None = run_option(None, gt=0, description="generated tokens/s for "
-                                          "--estimate")
-    price_in: float | None = run_option(None, ge=0, description="price per million input tokens")
-    price_out: float | None = run_option(None, ge=0, description="price per million output "
-                                         "tokens")
 
     @field_validator("filter")
     @classmethod
