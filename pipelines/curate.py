@@ -3,7 +3,7 @@
     python pipelines/curate.py outputs/run1 --out outputs/run1-curated --benchmarks gsm8k=gsm8k.jsonl
     python pipelines/curate.py 'data/*.parquet' --text-column text --out curated/
     python pipelines/curate.py org/dataset --out curated/          # Hub id (needs the network)
-    python pipelines/curate.py --config recipes/curate.yaml
+    python pipelines/curate.py --config recipes/curate/run_folder.yaml
 
 Writes a dataset folder: data/<config>/train-00000-of-00001.parquet, funnel.parquet (rows in,
 removed per stage/reason, rows out), removed.parquet (each removed row, why, and the row it

@@ -5,7 +5,7 @@
     python pipelines/magpie.py --rows 100
     python pipelines/magpie.py --rows 1000 --turns 2 --domain math --domain default --tag \\
         --detect-language --filter pro-300k-filtered --keep-longest 500
-    python pipelines/magpie.py --config recipes/magpie.yaml
+    python pipelines/magpie.py --config recipes/magpie/quickstart.yaml
 
 Writes a dataset repository folder (data/magpie/, data/failures/, funnel.parquet, run.json) and
 its card, and pushes it with --push-to-hub.

@@ -213,13 +213,15 @@ def main(argv: list[str] | None = None) -> Path:
         engines=agentinstruct_engines(config),
         seeds={"source": config.seed_source, "files": len(seeds), **seeds.report.as_dict()},
         **summary)
+    # Items neither committed nor failed: a budget cap, or a run stopped early (Ctrl-C).
+    unfinished = capped or "the run stopped before them; rerun the same command to finish them"
     try:
         finish_run(config, record, work_items=len(items) + magpie_rows,
                    curation=CurationConfig(benchmarks=config.benchmarks) if config.curate else None)
     finally:
-        if capped and not_done:  # (also after failures' exit 3: this is then the last line)
-            print(f"{not_done} of {len(items)} work items not done: {capped}", file=sys.stderr)
-    if capped and not_done:
+        if not_done:  # (also after failures' exit 3: this is then the last line)
+            print(f"{not_done} of {len(items)} work items not done: {unfinished}", file=sys.stderr)
+    if not_done:
         raise SystemExit(FAILED_ITEMS_EXIT)
     return repo_dir
 

@@ -25,7 +25,7 @@ from steps import repo_folder, storage
 from steps.errors import UserError
 from steps.publish.scrub import portable_path
 from steps.recipe_config import RecipeConfig
-from steps.run_record import RunRecord, write_run_record
+from steps.run_record import WORK_DIR, RunRecord, write_run_record
 
 FAILED_ITEMS_EXIT = 3
 REASONS_SHOWN = 4
@@ -43,6 +43,7 @@ def check_run(config: RecipeConfig, *, engines: dict[str, str | None] | None = N
     Raises:
         UserError: the first bad option, named.
     """
+    check_output_folder(config.repo_dir)
     if config.push_to_hub:
         check_push_target(config.push_to_hub)
     for option, spec in (engines or {}).items():
@@ -50,6 +51,24 @@ def check_run(config: RecipeConfig, *, engines: dict[str, str | None] | None = N
             _check_engine(spec, option)
     if benchmarks:
         _check_benchmarks(benchmarks)
+
+
+def check_output_folder(repo_dir: Path) -> None:
+    """The output folder is new, empty, or a repository folder genteach wrote before.
+
+    A run writes README.md (the card) and data/ there and pushes the whole folder, so a folder
+    holding other files would lose its README and publish them.
+
+    Raises:
+        UserError: the folder holds files genteach did not write.
+    """
+    if not repo_dir.is_dir() or not any(repo_dir.iterdir()):
+        return
+    ours = (repo_folder.RUN_FILE, repo_folder.DATA_DIR, WORK_DIR)
+    if not any((repo_dir / name).exists() for name in ours):
+        raise UserError(f"output folder {portable_path(repo_dir)}: holds files genteach did not "
+                        "write (its README.md would be replaced and every file pushed); choose "
+                        "an empty folder or an earlier run's folder (nothing was done)")
 
 
 def check_push_target(repo_id: str) -> None:

@@ -22,6 +22,7 @@ DATA_DIR = "data"
 RUN_FILE = "run.json"
 FUNNEL_FILE = "funnel.parquet"
 REVIEW_FILE = "review.json"
+STATS_FILE = "stats.json"  # curation's settings and counts (steps.curation.run)
 FAILURES = "failures"  # the config of items that never became rows (FAILURE_SCHEMA)
 REVIEWED = "reviewed"  # the config of rows kept after Argilla review
 

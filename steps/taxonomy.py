@@ -215,7 +215,7 @@ def read_yaml(path: Path) -> object:
 def load_taxonomy(directory: Path = TAXONOMY_DIR) -> Taxonomy:
     """Load and validate every skill file; the first problem found is reported as one line."""
     if not directory.is_dir():
-        raise UserError(f"{directory}: taxonomy folder not found")
+        raise UserError(f"--taxonomy {directory}: taxonomy folder not found")
     digest = hashlib.sha256()
     prompts_path = directory / "_prompts.yaml"
     files = sorted(p for p in directory.glob("*.yaml") if not p.name.startswith("_"))

@@ -168,3 +168,16 @@ def test_rerun_retries_batches_that_failed(tmp_path: Path) -> None:
     assert checkpoints.done == {"a", "b", "c", "d"}
     assert checkpoints.discard_failed() == 1
     assert checkpoints.done == {"a", "d"} and not list(tmp_path.glob("bad.*"))
+
+
+def test_a_folder_genteach_did_not_write_is_refused(tmp_path: Path) -> None:
+    """The card replaces README.md and a push uploads the whole folder: a user's own project
+    folder as --output-dir is one line, and nothing in it changes."""
+    (tmp_path / "README.md").write_text("# My project notes\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("print(1)\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--output-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "holds files genteach did not write" in done.stderr
+    assert (tmp_path / "README.md").read_text() == "# My project notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "src"]

@@ -47,10 +47,9 @@ from steps.curation.ngrams import Words, mark_negations, ngrams, words
 from steps.curation.normalise import input_columns, texts, to_arrow
 from steps.curation.sources import ConfigInput, check_text_column, repo_folder_of, resolve_inputs
 from steps.errors import UserError
-from steps.repo_folder import DATA_DIR, FUNNEL_FILE, write_json
+from steps.repo_folder import DATA_DIR, FUNNEL_FILE, STATS_FILE, write_json
 
 REMOVED_FILE = "removed.parquet"
-STATS_FILE = "stats.json"
 
 
 def _dedups(config: CurationConfig) -> bool:

@@ -26,7 +26,15 @@ from steps.errors import UserError
 from steps.publish import plots, stats
 from steps.publish.scrub import portable, scrub_secrets, scrub_text
 from steps.publish.tokens import token_counter
-from steps.repo_folder import FAILURES, REVIEW_FILE, REVIEWED, RUN_FILE, config_file, configs
+from steps.repo_folder import (
+    FAILURES,
+    REVIEW_FILE,
+    REVIEWED,
+    RUN_FILE,
+    STATS_FILE,
+    config_file,
+    configs,
+)
 from steps.rows import ROW_SCHEMA
 
 TEMPLATE_DIR = DATA_ROOT / "cards"
@@ -78,6 +86,7 @@ def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> di
     flows = sorted(set(run.get("flows") or []) | set(mix["flow"].drop_nulls().to_list()))
     funnel = stats.funnel_summary(repo_dir, rows)
     curation = " ".join(f"{r['stage']} {r['reason']}" for r in (funnel or {}).get("by_reason", []))
+    curated = (_read_json(repo_dir / STATS_FILE) or {}).get("config") or {}  # curation's settings
     engines = _engines(run.get("engines") or {}, mix["generation_params"].drop_nulls().unique())
     embedded = any(e["spec"] == EMBEDDED_SPEC for e in engines)
     responder = next((e for e in engines if e["role"] in RESPONSE_ROLES), None)
@@ -122,8 +131,11 @@ def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> di
         "lengths_plot": plots.LENGTHS_PLOT,
         "funnel": funnel,
         "funnel_consistent": all(f["consistent"] for f in (funnel or {}).get("configs", [])),
-        "decontaminated": "decontam" in curation,
-        "deduplicated": "dedup" in curation or "duplicate" in curation,
+        # what curation ran (stats.json), not only what it removed: a stage that found nothing
+        # still ran
+        "decontaminated": "decontam" in curation or bool(curated.get("benchmarks")),
+        "deduplicated": "dedup" in curation or "duplicate" in curation
+        or bool(curated.get("exact_dedup") or curated.get("near_dup")),
         "failures": stats.failure_counts(repo_dir),
         "lengths": stats.length_table(lengths),
         "token_unit": counter.unit,
