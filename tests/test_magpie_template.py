@@ -149,7 +149,7 @@ def test_resolve_template_errors_and_overrides(tmp_path: Path) -> None:
     server = EngineSpec.parse("openai:m@http://127.0.0.1:1/v1")
     with pytest.raises(UserError, match="--template"):
         resolve_template(server)
-    with pytest.raises(UserError, match="vllm serve"):
+    with pytest.raises(UserError, match="does not say its chat template; pass --template"):
         resolve_template(EngineSpec.parse("vllm:some/model"))
     with pytest.raises(UserError, match="unknown family"):
         resolve_template(server, "nope")
