@@ -85,16 +85,19 @@ _ABSOLUTE = re.compile(r"(?:^|(?<=[\s=@,(])|(?<=[A-Za-z]:)(?!//))(?P<path>~?/[^\
 def portable_path(path: str | Path) -> str:
     """A path as it may be published (an absolute path names users and machines).
 
-    Relative to the repository when inside it, as given when relative, else its last component.
+    Relative to the repository when inside it (not in an installed package), as given when
+    relative, else its last component.
     """
     text = str(path)
     expanded = Path(os.path.expanduser(text))
     if not expanded.is_absolute():
         return text
     try:
-        return expanded.resolve().relative_to(REPO_ROOT.resolve()).as_posix() or "."
+        relative = expanded.resolve().relative_to(REPO_ROOT.resolve())
     except ValueError:
         return expanded.name or "."
+    # an installed package's file (a venv inside the checkout): its name says what it is
+    return expanded.name if "site-packages" in relative.parts else relative.as_posix() or "."
 
 
 def portable(value: Any) -> Any:
