@@ -63,7 +63,6 @@ def _not_parquet_repo(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(("make_args", "status", "kind"), [
-    (_not_parquet_repo, 1, "ArrowInvalid"),
     (lambda _: ["-c", RAISES_WITH_SECRETS], 1, "RuntimeError"),
     (lambda _: ["-c", UNCAUGHT_AFTER_DISTILABEL], 1, "KeyError"),
 ])
@@ -82,6 +81,17 @@ def test_unexpected_error_is_one_line_and_a_scrubbed_log(tmp_path, make_args, st
     assert "Traceback (most recent call last)" in text
     assert HF_TOKEN not in text and OPENAI_KEY not in text
     assert "╭" not in text and "locals" not in text  # rich's locals panel
+
+
+def test_a_file_that_is_not_parquet_is_one_line_naming_it(tmp_path: Path) -> None:
+    """publish.py with secrets in the environment on a folder whose config is not Parquet: the
+    file is named, in one line, exit 2, and no secret is printed."""
+    done = _run(_not_parquet_repo(tmp_path), REPO_ROOT)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 2, printed
+    assert HF_TOKEN not in printed and OPENAI_KEY not in printed and "Traceback" not in printed
+    assert done.stderr == ("error: data/rc/train-00000-of-00001.parquet: not a Parquet file; "
+                           "remove it or rerun the pipeline that wrote it\n")
 
 
 def test_user_error_is_one_line_without_the_local_folder(tmp_path: Path) -> None:

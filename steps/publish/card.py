@@ -64,6 +64,7 @@ def write_card(repo_dir: Path, repo_id: str | None = None, license: str | None =
     """
     if not configs(repo_dir):
         raise UserError(f"{repo_dir}: no data/<config>/*.parquet here; run a pipeline first")
+    check_config_files(repo_dir)
     context = card_context(repo_dir, repo_id, license)
     content = _environment().get_template(TEMPLATE).render(**context)
     card = DatasetCard(scrub_text(content))  # parses the YAML header: fails here, not on the Hub
@@ -72,6 +73,25 @@ def write_card(repo_dir: Path, repo_id: str | None = None, license: str | None =
     tmp.write_text(str(card), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def check_config_files(repo_dir: Path) -> None:
+    """Every config folder holds its one readable Parquet file, before anything is rendered.
+
+    Raises:
+        UserError: naming the config folder or file and what to do.
+    """
+    for config in configs(repo_dir):
+        path = config_file(repo_dir, config)
+        where = f"data/{config}/"
+        if not path.is_file():
+            raise UserError(f"{where}: a config is one {path.name}; rename the Parquet file there "
+                            "or remove the folder")
+        try:
+            pq.read_metadata(path)
+        except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+            raise UserError(f"{where}{path.name}: not a Parquet file; remove it or rerun the "
+                            "pipeline that wrote it") from None
 
 
 def card_context(repo_dir: Path, repo_id: str | None, license: str | None) -> dict[str, Any]:
