@@ -10,12 +10,16 @@ annotations (tests/test_distilabel_steps.py checks every step class).
 
 import os
 
+import datasets
 from distilabel.pipeline import Pipeline
 from distilabel.steps.base import _Step
 
 __all__ = ["Pipeline", "chain"]
 
 os.environ.setdefault("DISTILABEL_LOG_LEVEL", "WARNING")
+# distilabel reads its leaf outputs back with `datasets`, whose "Generating train split" bars
+# would interleave with ours and say nothing to the user.
+datasets.disable_progress_bars()
 
 
 def chain(*steps: _Step) -> None:
