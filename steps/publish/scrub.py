@@ -36,7 +36,8 @@ _SECRET_SHAPES = [
 ]
 # `--hf-token VALUE` / `--api-key=VALUE` in a command line.
 _SECRET_FLAG = re.compile(
-    r"(--[\w-]*(?:token|api[_-]?key|secret|password))(=|\s+)(?!--)('[^']*'|\"[^\"]*\"|\S+)",
+    r"(--[\w-]*(?:token|api[_-]?key|secret|password))(=|\s+)(?!--)(?=\S*\w)"
+    r"('[^']*'|\"[^\"]*\"|\S+)",  # (a value has a letter or digit: `--api-key / ENV` is prose)
     re.IGNORECASE,
 )
 
