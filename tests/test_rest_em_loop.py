@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def test_epoch_and_stopping_are_chosen_on_validation_and_heldout_is_only_reporte
     monkeypatch.setattr(loop, "fine_tune", fine_tune)
     monkeypatch.setattr(loop, "check_train_extra", lambda: None)
     monkeypatch.setattr(loop, "export_base", lambda base, path: "llamacpp:base.gguf")
+    monkeypatch.setattr(loop, "serve_engines", lambda specs, log_dir: nullcontext({}))  # no files
     problems = loop.load_problems(settings.problems, count=settings.count, seed=settings.seed)
     rest, heldout = loop.split_heldout(problems, 0.25)
     train, validation = loop.split_heldout(rest, 0.2, split="validation")

@@ -302,19 +302,19 @@ def test_server_killed_during_a_run_ends_it_in_one_line(tmp_path: Path) -> None:
     spec = f"llamacpp-server:{embedded_gguf()}"
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "pipelines" / "orca3_mix.py"), "--skills",
-         "text_classification", "--rows", "4", "--tasks-per-item", "1", "--refinement-rounds", "1",
+         "text_classification", "--rows", "12", "--tasks-per-item", "1", "--refinement-rounds", "1",
          "--agent-max-tokens", "120", "--teacher-max-tokens", "24", "--batch-size", "1",
          "--agent-llm", spec, "--teacher", spec, "--output-dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    deadline, servers = time.monotonic() + 300, []
+    while time.monotonic() < deadline and proc.poll() is None:
         logs = list(tmp_path.glob(".work/*/server-llamacpp-server.log"))
-        if logs and "POST /v1/chat/completions" in logs[0].read_text():
-            break
+        servers = [pid for pid in os.listdir("/proc") if pid.isdigit()
+                   and "llama_cpp.server" in _cmdline(pid) and _parent(pid) == proc.pid]
+        if servers and logs and "POST /v1/chat/completions" in logs[0].read_text():
+            break  # serving requests, and still there to be killed
         time.sleep(0.2)
-    servers = [pid for pid in os.listdir("/proc") if pid.isdigit()
-               and "llama_cpp.server" in _cmdline(pid) and _parent(pid) == proc.pid]
-    assert len(servers) == 1
+    assert len(servers) == 1, "the run ended before its server could be killed"
     os.kill(int(servers[0]), signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, stderr[-2000:]
