@@ -44,11 +44,12 @@ class Ratios:
         return Ratios(min(1.0, self.agent * factor), min(1.0, self.answer * factor))
 
 
-# Measured with the embedded model: answers averaged 0.51 of the teacher's 256 tokens and agent
-# replies 0.17 of their 512 in a 3-skill orca3_mix run (rc, mcq, tool_use, --rows 12: 1,557 and
-# 1,506 tokens generated), consistent with the example card's response lengths (docs/example-card).
-# Served models differ; the first run of an output folder rescales both to what it generated.
-DEFAULT_RATIOS = Ratios(agent=0.2, answer=0.5)
+# Measured with the embedded model on the quickstart (17 skills, --rows 68), sampling without
+# repetition penalty, top-k or min-p (the engines' neutral defaults): teacher answers run to
+# their 256-token budget, agent replies average about 0.3 of their 512 (34,896 tokens generated
+# for 181 requests). Served models differ; the first run of an output folder rescales both to
+# what it generated.
+DEFAULT_RATIOS = Ratios(agent=0.3, answer=1.0)
 # Magpie stops an instruction at its first newline (Magpie paper, arXiv 2406.08464, §2 step 1,
 # instruction generation; the newline early stop is from its generation script,
 # magpie-align/magpie `exp/gen_ins.py`): one paragraph, not ratio × max_new_tokens (2048 by default).

@@ -102,7 +102,8 @@ def test_observed_ratio_throughput_and_retries_from_run_json(tmp_path: Path) -> 
         "agent_calls": {"editor:goal/x": {"requests": 8, "retries": 2, "failures": 0},
                         "response_generation/teacher": {"requests": 10, "retries": 0, "failures": 0}}}))
     seen = observed(tmp_path)
-    assert seen.output_scale == round(1000 / (10 * 0.2 * 100 + 10 * 0.5 * 50), 4)
+    predicted = 10 * DEFAULT_RATIOS.agent * 100 + 10 * DEFAULT_RATIOS.answer * 50
+    assert seen.output_scale == round(1000 / predicted, 4)
     assert seen.throughput == 10.0
     assert seen.retry_rate == {"editor:goal": 0.25, "response_generation": 0.0}
 
@@ -163,8 +164,11 @@ def test_orca3_mix_estimate_uses_what_the_last_run_observed(tmp_path: Path) -> N
         "config": {"agent_max_tokens": 512, "teacher_max_tokens": 256},
         "agent_calls": {"suggester/s": {"requests": 10, "retries": 0, "failures": 0}}}))
     again = orca3_mix_estimate(items, repo_dir=tmp_path, **options)
-    # 512 generated where the defaults predicted 10 × 0.2 × 512: both ratios scaled by a half
-    assert again.ratios == Ratios(0.1, 0.25) and again.output_tokens < fresh.output_tokens
+    # 512 generated where the defaults predicted 10 × agent ratio × 512: both ratios scaled so
+    factor = 512 / (10 * DEFAULT_RATIOS.agent * 512)
+    assert (again.ratios.agent, again.ratios.answer) == pytest.approx(
+        (DEFAULT_RATIOS.agent * factor, DEFAULT_RATIOS.answer * factor), abs=1e-3)
+    assert again.output_tokens < fresh.output_tokens
     assert again.seconds == pytest.approx(again.output_tokens / 51.2)
     assert "scaled to what the last run" in render(again) and "measured" in render(again)
 
