@@ -9,6 +9,7 @@ Rerunning the same command resumes an interrupted run; the same --seed gives the
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> Path:
                 # Ray actors on other nodes cannot share this process's slots (a Manager).
                 with ServerSlots(engines, max_concurrency(config)) as slots, watch(
                         "work items", len(items), lambda: len(Checkpoints(batches).done)):
+                    # Resume is ours (the checkpoints); distilabel 1.5.3 still reads its cached
+                    # pipeline.yaml, which a killed run can leave empty: start without it.
+                    shutil.rmtree(work / "distilabel", ignore_errors=True)
                     pipeline = build_pipeline(config, plan, batches, work / "distilabel", run_id,
                                               turns, None if config.ray else slots)
                     run_pipeline(pipeline, config)

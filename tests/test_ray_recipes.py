@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,7 +81,9 @@ def test_orca3_mix_killed_on_ray_resumes_to_the_same_rows(local_orca: Path, ray_
     assert committed >= 1
     done = cli(ORCA, tmp_path, *on_ray(ray_cluster, 1))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"({committed} already done)" in done.stdout or committed == 3
+    # (the killed driver's actors may still commit a batch before Ray ends them: at least these)
+    already = re.search(r"\((\d+) already done\)", done.stdout)
+    assert already and int(already[1]) >= committed, done.stdout[-2000:]
     assert rows(tmp_path).equals(rows(local_orca))
 
 
