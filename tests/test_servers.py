@@ -266,7 +266,9 @@ def test_engine_url_reuses_a_running_server(llamacpp: LlamaCppServer,
     from steps.engines import check_engine
     from steps.servers.engine import ENGINE_URLS, reuse_engine_url, serve_engines
 
-    monkeypatch.delenv(ENGINE_URLS, raising=False)
+    # set through monkeypatch, so what reuse_engine_url writes there is undone after the test
+    # (a later test's subprocess would otherwise inherit this server)
+    monkeypatch.setenv(ENGINE_URLS, "{}")
     spec = f"llamacpp-server:{embedded_gguf()}"
     reuse_engine_url([spec, "embedded", None], llamacpp.base_url + "/")
     check_engine(spec, "--engine")  # the preflight asks that server
