@@ -316,7 +316,8 @@ def test_server_killed_during_a_run_ends_it_in_one_line(tmp_path: Path) -> None:
         if servers and logs and "POST /v1/chat/completions" in logs[0].read_text():
             break  # serving requests, and still there to be killed
         time.sleep(0.2)
-    assert len(servers) == 1, f"the run ended before its server could be killed: {proc.stderr.read()[-2000:] if proc.poll() is not None else 'still running'}"
+    ended = proc.stderr.read()[-2000:] if proc.poll() is not None else "still running"
+    assert len(servers) == 1, f"the run ended before its server could be killed: {ended}"
     os.kill(int(servers[0]), signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, stderr[-2000:]
