@@ -129,7 +129,7 @@ def begin_run(repo_dir: Path) -> None:
 
 
 def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | None = None,
-               resumed: bool = False, work_items: int | None = None,
+               work_items: int | None = None,
                license: str | None = None) -> RunRecord:
     """End a run: curate (if `curation`), write run.json, render the card, push (if asked).
 
@@ -138,7 +138,6 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
         record: What the recipe recorded; `rows` may be the generated counts: the rows the
             folder holds after curation replace them (the generated ones go to `generated`).
         curation: A `steps.curation.CurationConfig` to curate the folder in place with, or None.
-        resumed: Whether this run resumed earlier tries (their wall time is added).
         work_items: How many work items the run had (for the failure line; default: rows).
         license: The card's license (default: the config's, else `other`).
 
@@ -163,7 +162,7 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
             for c in repo_folder.configs(repo_dir) if c != repo_folder.FAILURES}
     record = record.model_copy(update={
         "rows": rows, "generated": generated if curation is not None else record.generated})
-    written = write_run_record(repo_dir, record, resumed=resumed)
+    written = write_run_record(repo_dir, record)
     if not repo_folder.configs(repo_dir):  # not a row, not a failure record: nothing to card
         print(f"no rows were made; {repo_folder.RUN_FILE} and {repo_folder.FUNNEL_FILE} in "
               f"{portable_path(repo_dir)} say why", file=sys.stderr)

@@ -7,7 +7,6 @@ removes secrets and makes paths, user and host names portable (`portable`).
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from importlib import metadata
@@ -97,21 +96,16 @@ def command_line() -> str:
     return scrub_text(shlex.join(["python", script, *args]))
 
 
-def write_run_record(repo_dir: Path, record: RunRecord | dict[str, Any],
-                     resumed: bool = False) -> RunRecord:
+def write_run_record(repo_dir: Path, record: RunRecord | dict[str, Any]) -> RunRecord:
     """Write run.json: `record` plus the command and package versions, portable and scrubbed.
 
-    A resumed run adds its wall time to that of the earlier tries of the same run id (kept in
-    the hidden `.work/` folder, since run.json itself is removed when a run starts).
+    A resumed run's wall time (every try, killed ones included) is the recipe's to give
+    (`steps.agentinstruct.checkpoint.Checkpoints.elapsed_s`).
     """
     record = RunRecord.model_validate(record) if isinstance(record, dict) else record
-    tries = repo_dir / WORK_DIR / "wall_time.json"
-    earlier = json.loads(tries.read_text()) if resumed and tries.exists() else {}
-    wall = record.wall_time_s + earlier.get(record.run_id, 0.0)
-    tries.parent.mkdir(parents=True, exist_ok=True)
-    tries.write_text(json.dumps({record.run_id: wall}))
     final = record.model_copy(update={
-        "wall_time_s": round(wall, 1), "command": command_line(), "packages": package_versions()})
+        "wall_time_s": round(record.wall_time_s, 1), "command": command_line(),
+        "packages": package_versions()})
     payload = scrub_secrets(portable(final.model_dump(mode="json")))
     repo_folder.write_json(repo_dir / repo_folder.RUN_FILE, payload)
     return RunRecord.model_validate(payload)

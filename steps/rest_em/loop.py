@@ -154,5 +154,5 @@ def _write(settings: RestEmConfig, run_id: str, rows: list[dict[str, Any]],
         "rows": {CONFIG: len(rows)},
         "wall_time_s": round(wall_time_s, 1),
     }
-    write_run_record(out, summary, resumed=False)
+    write_run_record(out, summary)
     return json.loads((out / RUN_FILE).read_text())
