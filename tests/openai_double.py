@@ -26,7 +26,8 @@ settings can be changed while it runs (`configure()` or `POST /admin/faults` wit
 settings) so a test can make a rerun succeed.
 
 Admin endpoints, not counted and never faulty: `GET /stats` (requests, per-status counts, peak
-and time-weighted mean requests in flight), `POST /admin/faults`, `POST /admin/reset`.
+and time-weighted mean requests in flight, over the busy window and over the capped window
+from the first to the last moment at the peak), `POST /admin/faults`, `POST /admin/reset`.
 
 As a script (prints its URL as the first line of stdout, then serves until killed):
 
@@ -119,6 +120,11 @@ class Stats:
     first_at: float | None = None
     last_change: float | None = None
     area: float = 0.0  # integral of in_flight over time
+    # The capped window: from the first to the last moment at the peak (the client's cap, once it
+    # is reached), so start-up and the final drain, when a chain of steps has less work ready
+    # than its cap, are left out; (time, area) at each end.
+    capped_from: tuple[float, float] = (0.0, 0.0)
+    capped_to: tuple[float, float] = (0.0, 0.0)
 
     def change(self, delta: int) -> None:
         now = time.monotonic()
@@ -127,7 +133,11 @@ class Stats:
         self.area += self.in_flight * (now - self.last_change)
         self.last_change = now
         self.in_flight += delta
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+            self.capped_from = self.capped_to = (now, self.area)
+        elif self.in_flight == self.peak_in_flight:
+            self.capped_to = (now, self.area)
 
     def as_dict(self) -> dict[str, Any]:
         busy = 0.0
@@ -136,6 +146,8 @@ class Stats:
             now = time.monotonic() if self.in_flight else self.last_change
             area += self.in_flight * (now - self.last_change)
             busy = now - self.first_at
+        capped_s = self.capped_to[0] - self.capped_from[0]
+        capped_area = self.capped_to[1] - self.capped_from[1]
         return {
             "requests": self.requests,
             "status": {str(k): v for k, v in sorted(self.status.items())},
@@ -145,6 +157,8 @@ class Stats:
             "peak_in_flight": self.peak_in_flight,
             "mean_in_flight": round(area / busy, 3) if busy > 0 else 0.0,
             "busy_s": round(busy, 3),
+            "capped_s": round(capped_s, 3),
+            "mean_in_flight_capped": round(capped_area / capped_s, 3) if capped_s > 0 else 0.0,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }

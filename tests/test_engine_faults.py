@@ -27,11 +27,23 @@ def server() -> Iterator[OpenAIDouble]:
         yield double
 
 
+LOADED: list[OpenAICompatibleEngine] = []
+
+
+@pytest.fixture(autouse=True)
+def unload_engines() -> Iterator[None]:
+    """Close each test's engines, as a step does when it ends (their connections stay open else)."""
+    yield
+    while LOADED:
+        LOADED.pop().unload()
+
+
 def engine(url: str, **settings: Any) -> OpenAICompatibleEngine:
     llm = build_llm(f"openai:double@{url}", max_new_tokens=16, temperature=0.7)
     for name, value in {**FAST, **settings}.items():
         setattr(llm, name, value)
     llm.load()
+    LOADED.append(llm)
     return llm
 
 

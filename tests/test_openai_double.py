@@ -12,10 +12,12 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
+import openai_double
 import pytest
-from openai_double import Faults, OpenAIDouble, free_port, schema_instance
+from openai_double import Faults, OpenAIDouble, Stats, free_port, schema_instance
 from pydantic import BaseModel, Field, StringConstraints
 
 from steps.agentinstruct.outputs import ApiList, Edit, task_list
@@ -216,3 +218,16 @@ def test_script_prints_its_url_first() -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_capped_window_leaves_out_the_fill_and_the_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 1.0, 3.0, 4.0, 10.0, 12.0])
+    monkeypatch.setattr(openai_double, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    stats = Stats()
+    for delta in (+1, +1, -1, +1, -1, -1):  # 1 in flight, the peak 2 from t=1 to t=3 and at t=4
+        stats.change(delta)
+    seen = stats.as_dict()
+    assert seen["peak_in_flight"] == 2 and seen["busy_s"] == 12.0
+    assert seen["capped_s"] == 3.0  # t=1 (first at the peak) to t=4 (last at the peak)
+    assert seen["mean_in_flight_capped"] == round((2 * 2 + 1 * 1) / 3, 3)
+    assert seen["mean_in_flight"] == round((1 + 2 * 2 + 1 + 2 * 6 + 1 * 2) / 12, 3)
