@@ -63,6 +63,14 @@ class RestEmConfig(RecipeConfig, ClusterOptions, ServingOptions):
                             "iteration would sample the same distribution)")
         return self
 
+    @model_validator(mode="after")
+    def _caps_need_one_machine(self) -> Self:
+        # the E-step's scorers report tokens through a file on the driver's machine
+        if self.ray and (self.max_tokens_total is not None or self.max_cost is not None):
+            raise UserError("--max-tokens-total / --max-cost do not work with --ray in rest_em; "
+                            "drop the cap or --ray")
+        return self
+
     @property
     def sampling(self) -> dict[str, Any]:
         """The E-step's sampling settings (steps.rest_em.estep.run_estep's `sampling`)."""
