@@ -32,9 +32,9 @@ from steps.curation import CurationConfig
 from steps.engines import EngineSpec
 from steps.engines import build_llm as build_engine
 from steps.errors import cli_main
-from steps.estimate import TokenBudget, orca3_mix_estimate, render, token_cost
+from steps.estimate import TokenBudget, orca3_mix_estimate, priced_tokens, render
 from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, finish_run
-from steps.llms.concurrency import ServerSlots, default_concurrency, items_per_batch
+from steps.llms.concurrency import ServerSlots, items_per_batch
 from steps.magpie.pipeline import make_magpie_rows
 from steps.magpie.sampling import Sampling
 from steps.pipeline import Pipeline, chain
@@ -99,8 +99,7 @@ def build_pipeline(config: Orca3MixConfig, plan: str, work: str, cache: Path, ru
 
 def max_concurrency(config: Orca3MixConfig) -> int:
     """--max-concurrency, else the default of the engines (64 with a server, 1 local)."""
-    return config.max_concurrency or max(map(default_concurrency, (config.agent_llm,
-                                                                    config.teacher)))
+    return config.concurrency(config.agent_llm, config.teacher)
 
 
 def serving_batch_size(config: Orca3MixConfig) -> int:
@@ -193,14 +192,15 @@ def main(argv: list[str] | None = None) -> Path:
                                               turns, None if config.ray else slots)
                     run_pipeline(pipeline, config)
         summary = Checkpoints(batches).assemble(repo_dir)
-        summary["tokens"] = priced(summary["tokens"], config)
+        summary["tokens"] = priced_tokens(summary["tokens"], config.price_in, config.price_out)
         capped = budget.reached(summary["tokens"])
         not_done = len(items) - len(Checkpoints(batches).done)
         if magpie_rows:  # Magpie conversations from the teacher, mixed in as config `magpie`
             magpie = make_magpie_rows(
                 magpie_rows, engine=config.teacher, seed=config.seed, run_id=run_id,
                 batch_size=config.batch_size, ray=config.ray, replicas=config.replicas,
-                ray_address=config.ray_address,
+                ray_address=config.ray_address, max_concurrency=config.max_concurrency,
+                request_timeout=config.request_timeout, request_retries=config.request_retries,
                 instruction=Sampling(temperature=1.0, top_p=1.0, max_new_tokens=256),  # Magpie's
                 response=Sampling(temperature=config.teacher_temperature, top_p=1.0,
                                   max_new_tokens=config.teacher_max_tokens))
@@ -228,12 +228,6 @@ def main(argv: list[str] | None = None) -> Path:
     if not_done:
         raise SystemExit(FAILED_ITEMS_EXIT)
     return repo_dir
-
-
-def priced(tokens: dict[str, int], config: Orca3MixConfig) -> dict[str, Any]:
-    """run.json's tokens, with their cost at --price-in/--price-out when priced."""
-    cost = token_cost(tokens["input"], tokens["output"], config.price_in, config.price_out)
-    return {**tokens, **({"cost": round(cost, 6)} if cost is not None else {})}
 
 
 def print_estimate(config: Orca3MixConfig, items: list[dict[str, Any]], magpie_rows: int,

@@ -214,11 +214,19 @@ def token_cost(input_tokens: int, output_tokens: int, price_in: float | None,
     return (input_tokens * (price_in or 0.0) + output_tokens * (price_out or 0.0)) / 1e6
 
 
+def priced_tokens(tokens: dict[str, int], price_in: float | None,
+                  price_out: float | None) -> dict[str, Any]:
+    """run.json's tokens ({input, output}), with their `cost` at the prices when priced."""
+    cost = token_cost(tokens["input"], tokens["output"], price_in, price_out)
+    return {**tokens, **({"cost": round(cost, 6)} if cost is not None else {})}
+
+
 def observed(repo_dir: Path) -> Observed:
     """What the run.json in `repo_dir` (an earlier run of the same output folder) measured.
 
-    The output scale needs the per-stage request counts (`agent_calls`, orca3_mix) and the max
-    tokens of the config; throughput needs `tokens.output` and `wall_time_s`.
+    The output scale needs the per-stage request counts (`agent_calls`, orca3_mix; the
+    generations of each E-step, `iterations`, ReST-EM) and the max tokens of the config;
+    throughput needs `tokens.output` and `wall_time_s`.
     """
     path = repo_dir / repo_folder.RUN_FILE
     if not path.is_file():
@@ -233,6 +241,10 @@ def observed(repo_dir: Path) -> Observed:
             DEFAULT_RATIOS.answer * config["teacher_max_tokens"]
             if agent.startswith("response_generation/")
             else DEFAULT_RATIOS.agent * config["agent_max_tokens"]) for agent, c in calls.items())
+        scale = output / predicted if predicted else None
+    if record.get("iterations") and output and "max_new_tokens" in config:  # ReST-EM's E-steps
+        generations = sum(i.get("generations") or 0 for i in record["iterations"])
+        predicted = generations * DEFAULT_RATIOS.answer * config["max_new_tokens"]
         scale = output / predicted if predicted else None
     retries: dict[str, list[int]] = {}
     for agent, c in calls.items():
@@ -447,24 +459,35 @@ def orca3_mix_estimate(
     Raises:
         UserError: an engine spec that does not parse, or a missing embedded model.
     """
-    seen = observed(repo_dir)
-    ratios = DEFAULT_RATIOS.scaled(seen.output_scale or 1.0)
-    source = ("scaled to what the last run in the output folder generated" if seen.output_scale
-              else "defaults, no earlier run in the output folder")
+    seen, settings = observed(repo_dir), _observed_settings(repo_dir, throughput)
     agent, answer = prompt_counter(agent_llm), prompt_counter(teacher)
     stages = estimate_orca3_mix(
         items, agent=agent, teacher=answer, tasks_per_item=tasks_per_item,
         refinement_rounds=refinement_rounds, agent_max_tokens=agent_max_tokens,
-        teacher_max_tokens=teacher_max_tokens, ratios=ratios, retry_rate=seen.retry_rate)
+        teacher_max_tokens=teacher_max_tokens, ratios=settings["ratios"],
+        retry_rate=seen.retry_rate)
     if magpie is not None:
-        stages += estimate_magpie(magpie, counter=answer, responder=answer, ratios=ratios)
+        stages += estimate_magpie(magpie, counter=answer, responder=answer,
+                                  ratios=settings["ratios"])
+    return summarise(stages, {"agent": agent.description, "teacher": answer.description},
+                     price_in=price_in, price_out=price_out, **settings)
+
+
+def _observed_settings(repo_dir: Path, throughput: float | None) -> dict[str, Any]:
+    """`summarise`'s ratios and throughput settings.
+
+    What the last run in `repo_dir` observed, else the defaults; a given `throughput` wins (none
+    known: time unknown).
+    """
+    seen = observed(repo_dir)
     if throughput:
         speed, speed_source = throughput, "given"
     else:
         speed, speed_source = seen.throughput, "measured by the last run in the output folder"
-    return summarise(stages, {"agent": agent.description, "teacher": answer.description},
-                     ratios=ratios, ratio_source=source, throughput=speed,
-                     throughput_source=speed_source, price_in=price_in, price_out=price_out)
+    return {"ratios": DEFAULT_RATIOS.scaled(seen.output_scale or 1.0),
+            "ratio_source": ("scaled to what the last run in the output folder generated"
+                             if seen.output_scale else "defaults, no earlier run in the output folder"),
+            "throughput": speed, "throughput_source": speed_source}
 
 
 # --- Magpie and ReST-EM -----------------------------------------------------------------------
@@ -520,21 +543,42 @@ def estimate_magpie(config: Any, *, counter: PromptCounter, responder: PromptCou
 
 
 def estimate_rest_em(problems: list[Any], *, counter: PromptCounter, k: int, max_new_tokens: int,
-                     iterations: int = 1, ratios: Ratios = DEFAULT_RATIOS
-                     ) -> list[StageEstimate]:
+                     iterations: int = 1, ratios: Ratios = DEFAULT_RATIOS,
+                     stage: str = "e_step") -> list[StageEstimate]:
     """Requests and tokens of ReST-EM's E-steps (steps.rest_em.estep).
 
-    Per problem and iteration, k sampled solutions and one greedy one, each reading the
-    few-shot prompt.
+    Two stages, `stage`_samples and `stage`_greedy. Per problem and iteration, k sampled
+    solutions and one greedy one, each reading the few-shot prompt.
     """
     from steps.rest_em.prompts import solution_prompt
 
     prompt_tokens = sum(counter.chat(solution_prompt(p)) for p in problems)
     out = round(ratios.answer * max_new_tokens)
     n = len(problems) * iterations
-    return [StageEstimate("e_step_samples", "policy", n * k, prompt_tokens * k * iterations,
+    return [StageEstimate(f"{stage}_samples", "policy", n * k, prompt_tokens * k * iterations,
                           n * k * out),
-            StageEstimate("e_step_greedy", "policy", n, prompt_tokens * iterations, n * out)]
+            StageEstimate(f"{stage}_greedy", "policy", n, prompt_tokens * iterations, n * out)]
+
+
+def rest_em_estimate(e_steps: list[list[Any]], *, engine: str, k: int, max_new_tokens: int,
+                     repo_dir: Path, throughput: float | None = None,
+                     price_in: float | None = None, price_out: float | None = None) -> Estimate:
+    """What `rest_em.py --estimate` prints: the stages of every planned E-step.
+
+    `e_steps` holds the problems of each E-step (steps.rest_em.loop.planned_e_steps: all
+    iterations run, none stopped early). The output ratio and throughput are what an earlier
+    run in `repo_dir` observed, else the defaults (time unknown).
+
+    Raises:
+        UserError: an engine spec that does not parse, or a missing embedded model.
+    """
+    settings = _observed_settings(repo_dir, throughput)
+    counter = prompt_counter(engine)
+    stages = [s for i, problems in enumerate(e_steps) for s in estimate_rest_em(
+        problems, counter=counter, k=k, max_new_tokens=max_new_tokens, ratios=settings["ratios"],
+        stage=f"e_step_{i}" if len(e_steps) > 1 else "e_step")]
+    return summarise(stages, {"policy": counter.description}, price_in=price_in,
+                     price_out=price_out, **settings)
 
 
 # --- budget -----------------------------------------------------------------------------------
@@ -555,6 +599,12 @@ class TokenBudget:
     max_cost: float | None = None
     price_in: float | None = None
     price_out: float | None = None
+    rerun: str = "rerun with a higher cap to continue"  # what a rerun does, for the stop line
+
+    @property
+    def capped(self) -> bool:
+        """Whether any cap is set."""
+        return self.max_tokens_total is not None or self.max_cost is not None
 
     def __post_init__(self) -> None:
         """Checks the caps (see the class's `Raises:`)."""
@@ -570,12 +620,11 @@ class TokenBudget:
         used = tokens.get("input", 0) + tokens.get("output", 0)
         if self.max_tokens_total is not None and used >= self.max_tokens_total:
             return (f"token budget reached: {used:,} of --max-tokens-total "
-                    f"{self.max_tokens_total:,}; rerun with a higher cap to continue")
+                    f"{self.max_tokens_total:,}; {self.rerun}")
         cost = token_cost(tokens.get("input", 0), tokens.get("output", 0), self.price_in,
                           self.price_out)
         if self.max_cost is not None and cost is not None and cost >= self.max_cost:
-            return (f"cost budget reached: {cost:,.2f} of --max-cost {self.max_cost:,.2f}; "
-                    "rerun with a higher cap to continue")
+            return f"cost budget reached: {cost:,.2f} of --max-cost {self.max_cost:,.2f}; {self.rerun}"
         return None
 
     def check_estimate(self, estimate: Estimate) -> str | None:

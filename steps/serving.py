@@ -27,3 +27,13 @@ class ServingOptions(BaseModel):
     price_in: float | None = run_option(None, ge=0, description="price per million input tokens")
     price_out: float | None = run_option(None, ge=0, description="price per million output "
                                          "tokens")
+
+    def concurrency(self, *specs: str | None) -> int:
+        """Requests in flight per server: --max-concurrency, else the engines' default.
+
+        The default is 64 when one of `specs` is a server, else 1 (local engines); a None spec is
+        an engine the run does not use.
+        """
+        from steps.llms.concurrency import default_concurrency  # (imports distilabel)
+
+        return self.max_concurrency or max(default_concurrency(s) for s in specs if s is not None)

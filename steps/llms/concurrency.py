@@ -69,7 +69,7 @@ class ServerSlots:
             self._manager.shutdown()
         self._manager, self._slots = None, {}
 
-    def serve(self, llm: Any, spec: str, timeout_s: float | None = None,
+    def serve(self, llm: Any, spec: str | EngineSpec, timeout_s: float | None = None,
               retries: int | None = None) -> Any:
         """Set `llm` (built by steps.engines.build_llm from `spec`) to this run's serving.
 
@@ -85,9 +85,9 @@ class ServerSlots:
             llm.share_slots(self.for_spec(spec))
         return llm
 
-    def for_spec(self, spec: str) -> Any:
+    def for_spec(self, spec: str | EngineSpec) -> Any:
         """The shared semaphore of this engine's server, or None for a local engine."""
-        engine = EngineSpec.parse(spec)
+        engine = spec if isinstance(spec, EngineSpec) else EngineSpec.parse(spec)
         return self._slots.get(str(engine.base_url)) if engine.base_url is not None else None
 
 

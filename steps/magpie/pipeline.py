@@ -23,6 +23,7 @@ from typing_extensions import override
 
 from steps.cluster import run_pipeline
 from steps.engines import EngineSpec, build_llm
+from steps.llms.concurrency import ServerSlots, items_per_batch
 from steps.magpie.config import MagpieConfig, plan
 from steps.magpie.language import DetectLanguage
 from steps.magpie.reward import ScoreReward
@@ -66,66 +67,78 @@ class PackConversations(Step):
                for row in inputs]
 
 
-def _engine_llm(spec: EngineSpec, config: MagpieConfig, **generation: Any) -> Any:
-    llm = build_llm(spec, n_threads=config.threads, **generation)
-    if hasattr(llm, "share_slots"):  # a server engine (steps.llms.openai_compatible)
-        llm.timeout, llm.request_retries = config.request_timeout, config.request_retries
-        llm.max_concurrency = config.max_concurrency or llm.max_concurrency
-    return llm
+def _specs(config: MagpieConfig) -> list[str]:
+    """The engine specs the run talks to (the reward model's endpoint is not an LLM engine)."""
+    return [s for s in (config.engine, config.response_engine, config.judge_engine) if s]
 
 
-def build_pipeline(config: MagpieConfig, cache_dir: Path) -> Pipeline:
-    """The distilabel pipeline of `config`; distilabel keeps its cache in `cache_dir`."""
+def build_pipeline(config: MagpieConfig, cache_dir: Path, slots: ServerSlots) -> Pipeline:
+    """The distilabel pipeline of `config`; distilabel keeps its cache in `cache_dir`.
+
+    Server engines share `slots` (at most --max-concurrency requests in flight per server, all
+    steps together) and take --request-timeout / --request-retries; batches are raised to
+    --max-concurrency so that one step can fill a server (steps.llms.concurrency).
+    """
     resolved = plan(config)
+    batch_size = items_per_batch(config.batch_size, slots.max_concurrency, _specs(config))
+
+    def engine_llm(spec: EngineSpec, **generation: Any) -> Any:
+        return slots.serve(build_llm(spec, n_threads=config.threads, **generation), spec,
+                           config.request_timeout, config.request_retries)
+
     with Pipeline(name="magpie", cache_dir=cache_dir) as pipeline:
         last: Any = MagpieConversations(name="conversations", num_rows=config.rows,
-                                        domains=resolved.domains, batch_size=config.batch_size)
+                                        domains=resolved.domains, batch_size=batch_size)
         for turn in range(1, config.turns + 1):
             instruction = MagpieInstruction(
                 name=f"instruction_{turn}",
-                llm=_engine_llm(resolved.engine, config, **generation_kwargs(
+                llm=engine_llm(resolved.engine, **generation_kwargs(
                     resolved.engine, config.instruction, resolved.instruction_stop)),
                 template=resolved.template,
                 system_prompts={d: resolved.steering.system_prompt(d, turn)
                                 for d in resolved.domains},
                 seed=config.seed,
-                input_batch_size=config.batch_size,
+                input_batch_size=batch_size,
             )
             last = last >> instruction
             if config.instructions_only:
                 break
             response = MagpieResponse(
                 name=f"response_{turn}",
-                llm=_engine_llm(resolved.responder, config, **generation_kwargs(
+                llm=engine_llm(resolved.responder, **generation_kwargs(
                     resolved.responder, config.response,
                     resolved.response_stop if resolved.same_engine else [])),
                 template=resolved.template if resolved.same_engine else None,
                 seed=config.seed,
-                input_batch_size=config.batch_size,
+                input_batch_size=batch_size,
             )
             last = last >> response
         if resolved.judge:
             tagger = MagpieTagger(
-                name="tagging", seed=config.seed, input_batch_size=config.batch_size,
-                llm=_engine_llm(resolved.judge, config, temperature=0.0,
-                                max_new_tokens=JUDGE_MAX_TOKENS),
+                name="tagging", seed=config.seed, input_batch_size=batch_size,
+                llm=engine_llm(resolved.judge, temperature=0.0, max_new_tokens=JUDGE_MAX_TOKENS),
             )
             last = last >> tagger
         if config.detect_language:
             last = last >> DetectLanguage(name="language", languages=resolved.languages,
-                                          input_batch_size=config.batch_size)
+                                          input_batch_size=batch_size)
         if resolved.reward:
             last = last >> ScoreReward(name="reward", endpoint=resolved.reward,
-                                       input_batch_size=config.batch_size)
+                                       input_batch_size=batch_size)
         last >> PackConversations(name="pack", total=config.rows,
-                                  input_batch_size=config.batch_size)
+                                  input_batch_size=batch_size)
     return pipeline
 
 
 def run_here(config_json: str, result_file: str, cache_dir: str) -> None:
     """The fresh interpreter's side of run_magpie: run the pipeline, write its conversations."""
     config = MagpieConfig.model_validate_json(config_json)
-    distiset = run_pipeline(build_pipeline(config, Path(cache_dir)), config, n_threads=config.threads)
+    # One limit per server for every step process; Ray actors on other nodes cannot share this
+    # process's slots (a Manager).
+    with ServerSlots([] if config.ray else _specs(config), config.concurrency(*_specs(config))
+                     ) as slots:
+        distiset = run_pipeline(build_pipeline(config, Path(cache_dir), slots), config,
+                                n_threads=config.threads)
     records = [json.loads(row["conversation"]) for row in distiset["default"]["train"]]
     Path(result_file).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
 

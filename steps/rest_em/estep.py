@@ -6,6 +6,11 @@
 The greedy branch gives pass@1 as the paper reports it; the sampled branch gives the training
 data (train split) and pass@k / majority vote (held-out split). Generations are grouped per
 problem (one request of k samples, `SampleSolutions`), so capping needs no global step.
+
+Server engines of both branches share one limit of requests in flight per server
+(`--max-concurrency`, steps.llms.concurrency). With a token or cost cap (`--max-tokens-total`,
+`--max-cost`) the problems stop being fed once the E-steps' tokens reach it; the problems not
+fed are reported as not done (ReST-EM keeps no checkpoints: a rerun starts over).
 """
 
 import dataclasses
@@ -13,23 +18,29 @@ import json
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from distilabel.steps import LoadDataFromDicts, Step, StepInput
+from distilabel.typing import GeneratorStepOutput
 from pydantic import PrivateAttr
 
+from steps.agentinstruct.checkpoint import BUDGET_WINDOW
 from steps.cluster import ClusterOptions, run_pipeline
 from steps.engines import build_llm
+from steps.estimate import TokenBudget
 from steps.llm_step import LLMStep, Request
+from steps.llms.concurrency import ServerSlots, items_per_batch
 from steps.pipeline import Pipeline
 from steps.progress import watch
 from steps.rest_em.problems import Problem
 from steps.rest_em.prompts import solution_prompt
 from steps.rest_em.scoring import Scored, SolutionScorer
 from steps.rest_em.selection import keep_correct
+from steps.serving import ServingOptions
 
 # The paper's sampling (section 5): temperature 0.7, top-K 40, and no repetition penalty, which
 # llama.cpp applies by default (1.1) and which hurts arithmetic, where digits repeat.
@@ -82,10 +93,12 @@ class ScoreSolutions(Step):
     detail. `samples`: solutions per row, for a row whose request failed as a whole.
 
     With `progress_file`, appends one byte per scored row there: the main process's progress
-    bar reads its size (steps run in other processes).
+    bar reads its size (steps run in other processes). With `ledger_file`, appends one JSON line
+    per row there: its `problem_id` and the `input` and `output` tokens of its request(s).
     """
 
     progress_file: str | None = None
+    ledger_file: str | None = None
     samples: int = 1
     _scorer: SolutionScorer | None = PrivateAttr(default=None)
 
@@ -129,7 +142,56 @@ class ScoreSolutions(Step):
         if self.progress_file:
             with open(self.progress_file, "a") as progress:
                 progress.write("." * len(inputs))
+        if self.ledger_file:  # one write of whole lines: a reader never sees half of one
+            with open(self.ledger_file, "a") as ledger:
+                ledger.write("".join(json.dumps({"problem_id": row["problem_id"],
+                                                 **_tokens(row)}) + "\n" for row in inputs))
         yield inputs
+
+
+class ProblemsWithinBudget(LoadDataFromDicts):
+    """Feeds the problems in batches, and with a budget stops feeding once it is reached.
+
+    The budget (`budget`: TokenBudget's fields) is checked before each batch against `spent`
+    (earlier E-steps' tokens) plus what the scoring steps wrote to `ledger_file` for the fed
+    problems, waiting, as orca3_mix's PlannedItems does, until all but the last BUDGET_WINDOW
+    batches are scored by both branches. Batches already fed run to the end (and one more
+    problem, as distilabel ends a run only on a non-empty last batch), so a run can pass its cap
+    by what is in flight.
+    """
+
+    budget: dict[str, Any] | None = None
+    spent: dict[str, int] = {}
+    ledger_file: str | None = None
+
+    def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
+        """Batches of problems, the last one flagged; fewer once the budget is reached."""
+        budget = TokenBudget(**self.budget) if self.budget else None
+        for start in range(offset, len(self.data), self.batch_size):
+            if budget is not None and self.ledger_file:
+                scored = self.data[: max(0, start - (BUDGET_WINDOW - 1) * self.batch_size)]
+                if reason := budget.reached(self._used({row["problem_id"] for row in scored})):
+                    self._logger.warning(reason)
+                    yield self.data[start : start + 1], True
+                    return
+            batch = self.data[start : start + self.batch_size]
+            yield batch, start + len(batch) >= len(self.data)
+
+    def _used(self, wanted: set[str], poll_s: float = 0.2) -> dict[str, int]:
+        """Tokens used so far, once both branches have scored every problem of `wanted`."""
+        while True:
+            lines = read_ledger(self.ledger_file or "")
+            seen = Counter(line["problem_id"] for line in lines)
+            if all(seen[problem_id] >= 2 for problem_id in wanted):
+                return {k: self.spent.get(k, 0) + sum(line[k] for line in lines)
+                        for k in ("input", "output")}
+            time.sleep(poll_s)
+
+
+def read_ledger(path: str) -> list[dict[str, Any]]:
+    """The complete lines of a scoring ledger (a line still being written is left out)."""
+    text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
+    return [json.loads(line) for line in text.split("\n")[:-1] if line]
 
 
 class KeepCorrect(Step):
@@ -171,10 +233,17 @@ class ProblemResult:
 
 @dataclass
 class EStepResult:
-    """Every problem's result, in input order, and the wall time of the E-step in seconds."""
+    """Every sampled problem's result, in input order, and the wall time of the E-step in seconds.
+
+    `tokens`: input and output tokens of all its requests. `not_done`: the problems a budget cap
+    left unsampled (they have no result), and `capped` the cap's one-line reason.
+    """
 
     results: list[ProblemResult]
     seconds: float
+    tokens: dict[str, int] = dataclasses.field(default_factory=lambda: {"input": 0, "output": 0})
+    not_done: list[Problem] = dataclasses.field(default_factory=list)
+    capped: str | None = None
 
     @property
     def samples(self) -> int:
@@ -190,14 +259,17 @@ def _scored(row: dict[str, Any], count: int) -> list[Scored]:
                                                strict=True)]
 
 
-def _output_tokens(row: dict[str, Any] | None) -> int:
-    """Tokens generated for a row (the `LLMStep` base's count)."""
-    return int(((row or {}).get("tokens") or {}).get("output") or 0)
+def _tokens(row: dict[str, Any] | None) -> dict[str, int]:
+    """Input and output tokens of a row's requests (the `LLMStep` base's counts)."""
+    tokens = (row or {}).get("tokens") or {}
+    return {k: int(tokens.get(k) or 0) for k in ("input", "output")}
 
 
 def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: int, seed: int,
               sampling: dict[str, Any] | None = None, max_new_tokens: int = 256,
-              batch_size: int = 8, cluster: ClusterOptions | None = None) -> EStepResult:
+              batch_size: int = 8, cluster: ClusterOptions | None = None,
+              serving: ServingOptions | None = None, budget: TokenBudget | None = None,
+              spent: dict[str, int] | None = None) -> EStepResult:
     """Sample, score and cap `problems` with `engine`; results in the order of `problems`.
 
     Args:
@@ -210,26 +282,43 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         max_new_tokens: the longest solution, in tokens.
         batch_size: problems per distilabel batch.
         cluster: the recipe's config, to run the pipeline on Ray (`steps.cluster.run_pipeline`).
-        cluster: the recipe's config, to run the pipeline on Ray (`steps.cluster.run_pipeline`).
+        serving: the recipe's serving options: a server engine keeps at most `max_concurrency`
+            requests in flight (both branches together; default `ServingOptions.concurrency`),
+            with its request timeout and retries. None: the engine's own defaults, no shared
+            limit.
+        budget: caps on the run's tokens / cost; problems stop being fed once reached.
+        spent: tokens ({input, output}) earlier E-steps of the run used, counted against `budget`.
     """
     sampling = {**PAPER_SAMPLING, **(sampling or {})}
     threads = max(1, (os.cpu_count() or 2) // 2)  # the two branches share the CPU
     data = [{"problem_id": p.id, "problem": json.dumps(dataclasses.asdict(p)),
              "prompt": solution_prompt(p)} for p in problems]
+    concurrency = serving.concurrency(engine) if serving else 1
+    batch_size = items_per_batch(batch_size, concurrency, [engine])
+    # Ray actors on other nodes cannot share this process's slots (a Manager).
+    shared = [] if serving is None or (cluster is not None and cluster.ray) else [engine]
     with tempfile.TemporaryDirectory(prefix="rest-em-cache-") as cache, \
+            ServerSlots(shared, concurrency) as slots, \
             Pipeline(name="rest-em-estep", cache_dir=cache) as pipeline:
-        load = LoadDataFromDicts(data=data, batch_size=batch_size)
+        ledger = str(Path(cache) / "tokens.jsonl")
+        load = ProblemsWithinBudget(
+            data=data, batch_size=batch_size, ledger_file=ledger, spent=spent or {},
+            budget=dataclasses.asdict(budget) if budget is not None and budget.capped else None)
         sample = SampleSolutions(
             name="sample_solutions", k=k, seed=seed, input_batch_size=batch_size,
             llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **sampling))
         greedy = SampleSolutions(
             name="greedy_solution", seed=seed, input_batch_size=batch_size,
             llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **GREEDY))
+        if serving is not None:  # both branches: the same slots, timeout and retries
+            for step in (sample, greedy):
+                slots.serve(step.llm, engine, serving.request_timeout, serving.request_retries)
         progress = Path(cache) / "scored.progress"
         progress.touch()
         score = ScoreSolutions(name="score_samples", input_batch_size=batch_size,
-                               progress_file=str(progress), samples=k)
-        score_greedy = ScoreSolutions(name="score_greedy", input_batch_size=batch_size)
+                               progress_file=str(progress), ledger_file=ledger, samples=k)
+        score_greedy = ScoreSolutions(name="score_greedy", input_batch_size=batch_size,
+                                      ledger_file=ledger)
         keep = KeepCorrect(name="keep_correct", max_per_problem=max_per_problem,
                            input_batch_size=batch_size)
         load >> [sample, greedy]
@@ -240,16 +329,27 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
                    lambda: progress.stat().st_size):
             distiset = run_pipeline(pipeline, cluster or ClusterOptions())
         seconds = time.perf_counter() - started
+        lines = read_ledger(ledger)
+    tokens = {k: sum(line[k] for line in lines) for k in ("input", "output")}
     sampled_rows = {row["problem_id"]: row for row in distiset["keep_correct"]["train"]}
     greedy_rows = {row["problem_id"]: row for row in distiset["score_greedy"]["train"]}
-    results = []
+    results, not_done = [], []
     for p in problems:
         row, greedy_row = sampled_rows.get(p.id), greedy_rows.get(p.id)
+        if budget is not None and budget.capped and row is None and greedy_row is None:
+            not_done.append(p)  # never fed: the cap was reached first
+            continue
         solutions = row["solution"] if row else [None] * k
+        if not isinstance(solutions, list):  # k = 1: the one text (SampleSolutions.apply)
+            solutions = [solutions]
         results.append(ProblemResult(
             problem=p, solutions=solutions,
             scored=_scored(row, k) if row else [Scored("no_output")] * k,
             kept=(row or {}).get("kept") or [],
             greedy=_scored(greedy_row, 1)[0] if greedy_row else Scored("no_output"),
-            output_tokens=_output_tokens(row) + _output_tokens(greedy_row)))
-    return EStepResult(results, seconds)
+            output_tokens=_tokens(row)["output"] + _tokens(greedy_row)["output"]))
+    capped = None
+    if not_done and budget is not None:
+        spent = spent or {}
+        capped = budget.reached({k: spent.get(k, 0) + tokens[k] for k in tokens})
+    return EStepResult(results, seconds, tokens, not_done, capped)
