@@ -194,3 +194,13 @@ def test_engine_reports_the_decoders_refusals_as_errors(engine: LlamaCppEngine) 
     assert "exceed context window of 256" in long["errors"][0]["message"]
     assert bad_schema["errors"][0]["reason"] == "invalid_schema"
     assert fine["errors"] == [None] and fine["generations"][0]
+
+
+def test_max_new_tokens_is_cut_to_the_context_left(llama: Llama) -> None:
+    # Magpie asks 4,096 new tokens of a 4,096-token context: decode what fits instead of refusing.
+    with BatchedDecoder(llama, n_seq_max=1, n_ctx_per_seq=256) as decoder:
+        (result,) = decoder.generate([DecodeRequest("word " * 200, seeds=(3,), temperature=0.7,
+                                                    max_new_tokens=400)])
+    assert result.error is None and 0 < result.prompt_tokens < 256
+    assert result.texts[0] is not None
+    assert result.completion_tokens[0] <= 256 - result.prompt_tokens

@@ -58,7 +58,10 @@ class DecodeRequest:
         seeds: one sampling seed per sample, each in [0, 2**32 - 2] (2**32 - 1 is llama.cpp's
             "random seed"); the number of samples is `len(seeds)`. Greedy samples are identical,
             so a greedy request is decoded once and its text repeated.
-        max_new_tokens: most tokens to generate per sample.
+        max_new_tokens: most tokens to generate per sample; cut to what the sequence's context
+            has left after the prompt (the sample then ends with "length"). llama-cpp-python
+            refuses such a request instead, which made every Magpie response fail on the
+            embedded model (4,096 new tokens asked of a 4,096-token context).
         temperature: 0 is greedy.
         top_k: keep the k most likely tokens (0 keeps all).
         top_p: nucleus sampling mass (1.0 keeps all).
@@ -109,8 +112,8 @@ class DecodeResult:
         completion_tokens: tokens generated per sample (as llama-cpp-python counts them: tokens cut
             off by a stop string count, the end-of-generation token does not).
         finish_reasons: per sample, "stop" (end-of-generation token or stop string) or "length".
-        error: why the request was not decoded, or None: "context_overflow" (prompt +
-            max_new_tokens exceed the per-sequence context), "empty_prompt" (no prompt tokens),
+        error: why the request was not decoded, or None: "context_overflow" (the prompt leaves
+            no room in the per-sequence context), "empty_prompt" (no prompt tokens),
             "invalid_schema" (the JSON schema does not compile to a grammar), "chat_template"
             (the model's template rejected the messages).
     """
@@ -158,6 +161,7 @@ class _Prompt:
     stop: list[bytes]
     grammar: str | None
     to_start: deque[int]  # sample indices; only index 0 for a greedy request
+    max_new_tokens: int  # the request's, cut to the context left after the prompt
     source: _Sequence | None = None  # a live sample whose KV holds the whole prompt
     leader: _Sequence | None = None  # the sample reading the prompt from scratch
     waiting: list[_Sequence] = field(default_factory=list)  # samples to copy the leader's prompt
@@ -289,7 +293,7 @@ class BatchedDecoder:
                 return failed("chat_template")
         if not tokens:
             return failed("empty_prompt")
-        if len(tokens) + request.max_new_tokens > self.n_ctx_per_seq:
+        if len(tokens) >= self.n_ctx_per_seq:
             return failed("context_overflow", len(tokens))
         grammar = None
         if request.json_schema is not None:
@@ -310,6 +314,7 @@ class BatchedDecoder:
             stop=[s.encode("utf-8") for s in stop],
             grammar=grammar,
             to_start=deque(range(1 if greedy else n)),
+            max_new_tokens=min(request.max_new_tokens, self.n_ctx_per_seq - len(tokens)),
         )
 
     def _render_chat(self, messages: ChatMessages, stop: list[str]) -> tuple[list[int], list[str]]:
@@ -488,7 +493,7 @@ class BatchedDecoder:
             if first_stop is not None:
                 seq.text = text[: text.index(first_stop)]
                 return "stop"
-            if len(seq.tokens) >= seq.prompt.request.max_new_tokens:
+            if len(seq.tokens) >= seq.prompt.max_new_tokens:
                 return "length"
         if seq.pos >= self.n_ctx_per_seq:  # only a held-back character can run this far
             return "length"
