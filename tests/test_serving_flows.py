@@ -1,5 +1,6 @@
 """ReST-EM and Magpie at server scale (issue 11): one limit of requests in flight per server for
-the whole run, `--estimate` without generating, and a token cap that stops ReST-EM cleanly.
+the whole run, `--estimate` without generating, and a token cap that stops ReST-EM and Magpie
+cleanly (Magpie's rerun with a higher cap then makes only the rest).
 
 The recipes run as CLIs in fresh processes against the protocol double (tests/openai_double.py)
 on loopback, with a small latency so that requests overlap; plans are tiny.
