@@ -9,10 +9,16 @@
 
 Writes a dataset repository folder (data/magpie/, data/failures/, funnel.parquet, run.json) and
 its card, and pushes it with --push-to-hub.
+
+--estimate prints the requests, tokens, time and cost per stage without generating.
+--max-tokens-total / --max-cost stop feeding conversations once the finished ones reach the cap,
+keeping what was made (exit 3); finished conversations are kept in the output folder, so a rerun
+with a higher cap makes only the missing ones (and an interrupted or failed run's rerun too).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +28,8 @@ import pyarrow.parquet as pq
 
 from steps import repo_folder
 from steps.errors import cli_main
-from steps.finish_run import begin_run, check_run, finish_run
+from steps.estimate import priced_tokens
+from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, finish_run
 from steps.magpie.config import MagpieConfig
 from steps.magpie.filters import apply_preset
 from steps.magpie.pipeline import run_magpie
@@ -53,11 +60,14 @@ def print_estimate(config: MagpieConfig) -> None:
     responder = prompt_counter(config.response_engine or config.engine)
     judge = prompt_counter(config.judge_engine) if config.judge_engine else None
     stages = estimate_magpie(config, counter=counter, responder=responder, judge=judge)
-    print(render(summarise(stages, {"instruction": counter.description,
-                                    "response": responder.description},
-                           ratios=DEFAULT_RATIOS, ratio_source="defaults",
-                           throughput=config.throughput, throughput_source="given",
-                           price_in=config.price_in, price_out=config.price_out)))
+    estimate = summarise(stages, {"instruction": counter.description,
+                                  "response": responder.description},
+                         ratios=DEFAULT_RATIOS, ratio_source="defaults",
+                         throughput=config.throughput, throughput_source="given",
+                         price_in=config.price_in, price_out=config.price_out)
+    print(render(estimate))
+    if warning := config.budget.check_estimate(estimate):
+        print(warning)
 
 
 @cli_main
@@ -72,9 +82,11 @@ def main(argv: list[str] | None = None) -> Path:
         return config.repo_dir
     run_id = config.run_id()
     started = time.time()
-    with serve_engines([config.engine, config.response_engine, config.judge_engine],
-                       config.repo_dir / WORK_DIR / run_id):
-        made = run_magpie(config, run_id)  # checks the rest of the options before generating
+    work = config.repo_dir / WORK_DIR / run_id
+    with serve_engines([config.engine, config.response_engine, config.judge_engine], work):
+        # (checks the rest of the options before generating; on Ray the steps' nodes cannot
+        # reach this machine's checkpoint files: each run starts over)
+        made = run_magpie(config, run_id, None if config.ray else work / "conversations")
     rows, funnel, not_applied = made.rows, [made.funnel], []
     if config.filter:
         filtered = apply_preset(rows, config.filter, config.keep_longest)
@@ -87,17 +99,29 @@ def main(argv: list[str] | None = None) -> Path:
     pq.write_table(pa.concat_tables(funnel), out / repo_folder.FUNNEL_FILE)
     lost = sum(made.funnel.column("rows").to_pylist())
     print(f"magpie: {rows.num_rows} of {config.rows} conversations kept ({lost} lost in "
-          f"generation), {made.failures.num_rows} failure records")
+          f"generation, {made.not_done} not made), {made.failures.num_rows} failure records")
     for line in not_applied:
         print(f"  filter not applied: {line}")
-    finish_run(config, RunRecord(
-        run_id=run_id, flows=[FLOW], config=config.model_dump(mode="json"), seed=config.seed,
-        engines=magpie_engines(config), rows={CONFIG: rows.num_rows},
-        failures=made.failures.num_rows, wall_time_s=time.time() - started,
-        started_at=datetime.fromtimestamp(started, UTC).isoformat(),
-        generation_params=made.generation_params,
-        filter={"preset": config.filter, "not_applied": not_applied} if config.filter else None,
-    ), work_items=config.rows)
+    stopped = {"conversations": made.not_done, "of": config.rows,
+               "reason": config.budget.reached(made.tokens) or "the run stopped before them"
+               } if made.not_done else None
+    try:
+        finish_run(config, RunRecord(
+            run_id=run_id, flows=[FLOW], config=config.model_dump(mode="json"), seed=config.seed,
+            engines=magpie_engines(config), rows={CONFIG: rows.num_rows},
+            failures=made.failures.num_rows, wall_time_s=time.time() - started,
+            started_at=datetime.fromtimestamp(started, UTC).isoformat(),
+            generation_params=made.generation_params,
+            tokens=priced_tokens(made.tokens, config.price_in, config.price_out),
+            filter={"preset": config.filter, "not_applied": not_applied} if config.filter else None,
+            **({"not_done": stopped} if stopped else {}),
+        ), work_items=config.rows)
+    finally:
+        if stopped:  # (the last line, also after failures' exit 3)
+            print(f"{stopped['conversations']} of {config.rows} conversations not made: "
+                  f"{stopped['reason']}", file=sys.stderr)
+    if stopped:
+        raise SystemExit(FAILED_ITEMS_EXIT)
     return out
 
 

@@ -1,14 +1,20 @@
 """Run options of every recipe that can talk to a served teacher (vLLM, SGLang, TGI, an API).
 
 None of them changes the data, so none is in the run id (`steps.recipe_config.run_option`):
-a rerun with a higher concurrency, another timeout or a price continues the same run.
+a rerun with a higher concurrency, another timeout, a price or a higher cap continues the same run.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, ClassVar, Self
 
+from pydantic import BaseModel, model_validator
+
+from steps.errors import UserError
 from steps.recipe_config import run_option
+
+if TYPE_CHECKING:
+    from steps.estimate import TokenBudget
 
 
 class ServingOptions(BaseModel):
@@ -27,6 +33,36 @@ class ServingOptions(BaseModel):
     price_in: float | None = run_option(None, ge=0, description="price per million input tokens")
     price_out: float | None = run_option(None, ge=0, description="price per million output "
                                          "tokens")
+    max_tokens_total: int | None = run_option(None, ge=1, description="stop cleanly once the run "
+                                              "has used this many tokens (input + output); what "
+                                              "was made is written")
+    max_cost: float | None = run_option(None, gt=0, description="stop cleanly once the run has "
+                                        "cost this much at --price-in/--price-out")
+    # What a rerun of a capped run does, for the stop line (a recipe without checkpoints says so).
+    cap_rerun: ClassVar[str] = "rerun with a higher cap to continue"
+    # Whether the caps work with --ray (steps.cluster): not where the steps report tokens through
+    # a file on the driver's machine.
+    caps_on_ray: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _check_caps(self) -> Self:
+        # TokenBudget checks the caps and prices: a bad one fails before any work
+        if self.budget.capped and not self.caps_on_ray and getattr(self, "ray", False):
+            raise UserError("--max-tokens-total / --max-cost do not work with --ray in "
+                            f"{getattr(self, 'recipe', 'this recipe')}; drop the cap or --ray")
+        return self
+
+    @property
+    def budget(self) -> TokenBudget:
+        """The run's caps (`--max-tokens-total`, `--max-cost`) at its prices.
+
+        Raises:
+            UserError: a cost cap without prices.
+        """
+        from steps.estimate import TokenBudget  # (imports distilabel)
+
+        return TokenBudget(self.max_tokens_total, self.max_cost, self.price_in, self.price_out,
+                           rerun=self.cap_rerun)
 
     def concurrency(self, *specs: str | None) -> int:
         """Requests in flight per server: --max-concurrency, else the engines' default.

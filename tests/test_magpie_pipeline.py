@@ -120,7 +120,7 @@ def test_cli_filters_and_writes_the_repo_folder(tmp_path: Path,
                for i in range(6)]
     records[0] = {**records[0], "failed": True,
                   "failures": [{"stage": "instruction_1", "reason": "empty_instruction"}]}
-    monkeypatch.setattr(cli, "run_magpie", lambda config, run_id: conversation_rows(
+    monkeypatch.setattr(cli, "run_magpie", lambda config, run_id, checkpoints: conversation_rows(
         records, Provenance(run_id, "m", "t", {"seed": 0})))
     cli.main(["--rows", "6", "--filter", "later", "--keep-longest", "2",
               "--output-dir", str(tmp_path)])  # a content failure is final: exit 0

@@ -1,5 +1,6 @@
 """ReST-EM and Magpie at server scale (issue 11): one limit of requests in flight per server for
-the whole run, `--estimate` without generating, and a token cap that stops ReST-EM cleanly.
+the whole run, `--estimate` without generating, and a token cap that stops ReST-EM and Magpie
+cleanly (Magpie's rerun with a higher cap then makes only the rest).
 
 The recipes run as CLIs in fresh processes against the protocol double (tests/openai_double.py)
 on loopback, with a small latency so that requests overlap; plans are tiny.
@@ -96,3 +97,33 @@ def test_rest_em_estimate_scales_to_what_the_last_run_generated(tmp_path: Path) 
     seen = observed(tmp_path)
     assert seen.output_scale == 250 / (10 * 100 * DEFAULT_RATIOS.answer)
     assert seen.throughput == 50.0
+
+
+def magpie_rows(out: Path) -> list[dict]:
+    return repo_folder.read_config(out, "magpie").select(["id", "messages"]).to_pylist()
+
+
+def test_capped_magpie_stops_and_a_rerun_with_a_higher_cap_ends_with_the_uncapped_rows(
+        server: OpenAIDouble, tmp_path: Path) -> None:
+    options = ("--rows", "12", "--template", "chatml", "--batch-size", "2", "--max-concurrency",
+               "2")
+    capped = run(MAGPIE, server.url, tmp_path / "capped", *options, "--max-tokens-total", "1")
+    assert capped.returncode == 3, capped.stderr[-2000:]
+    line = capped.stderr.strip().splitlines()[-1]
+    not_done = int(line.split(" of ")[0])
+    assert 0 < not_done < 12  # batches of 2: what was fed before the cap is made
+    assert line.startswith(f"{not_done} of 12 conversations not made: token budget reached: ")
+    assert line.endswith("of --max-tokens-total 1; rerun with a higher cap to continue")
+    made = magpie_rows(tmp_path / "capped")
+    assert len(made) == 12 - not_done and server.stats()["requests"] == 2 * len(made)
+    run_json = json.loads((tmp_path / "capped" / repo_folder.RUN_FILE).read_text())
+    assert run_json["not_done"]["conversations"] == not_done
+    assert run_json["tokens"]["input"] > 0
+    server.reset_stats()
+    rerun = run(MAGPIE, server.url, tmp_path / "capped", *options, "--max-tokens-total", "10000000")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert server.stats()["requests"] == 2 * not_done  # only the missing conversations
+    full = run(MAGPIE, server.url, tmp_path / "full", *options)
+    assert full.returncode == 0, full.stderr[-2000:]
+    assert magpie_rows(tmp_path / "capped") == magpie_rows(tmp_path / "full")
+    assert "not_done" not in json.loads((tmp_path / "capped" / repo_folder.RUN_FILE).read_text())

@@ -55,11 +55,6 @@ class Orca3MixConfig(RecipeConfig, ClusterOptions, ServingOptions):
     curate: bool = Field(True, description="curate the rows: filters, decontamination, dedup")
     seed: int = Field(42, description="the run seed: plan and sampling (same seed, same rows)")
     batch_size: int = run_option(4, ge=1, description="work items per distilabel batch")
-    max_tokens_total: int | None = run_option(None, ge=1, description="stop cleanly once the run "
-                                              "has used this many tokens (a rerun with a higher "
-                                              "cap continues)")
-    max_cost: float | None = run_option(None, gt=0, description="stop cleanly once the run has "
-                                        "cost this much at --price-in/--price-out")
 
     @property
     def seed_source(self) -> str:

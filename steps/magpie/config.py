@@ -36,6 +36,7 @@ class MagpieConfig(RecipeConfig, ClusterOptions, ServingOptions):
     """
 
     recipe: ClassVar[str] = "magpie"
+    caps_on_ray: ClassVar[bool] = False  # the last step reports tokens through a file
     flags: ClassVar[dict[str, str]] = {
         "domains": "--domain", "instruction.max_new_tokens": "--instruction-max-tokens",
         "response.max_new_tokens": "--response-max-tokens"}

@@ -49,13 +49,14 @@ class MagpieRows:
     generation_params: dict[str, Any]
     tokens: dict[str, int]  # {"input", "output"} over every LLM call of the run
     calls: dict[str, dict[str, int]]  # "stage/agent": requests, retries, failures, engine_retries
+    not_done: int = 0  # conversations a cap left unmade (none started: neither rows nor failures)
 
 
 def conversation_rows(records: list[dict[str, Any]], provenance: Provenance) -> MagpieRows:
     """Rows from the pipeline's conversation records: finished ones as rows, the rest as counted failures."""
     params = json.dumps(provenance.generation_params, sort_keys=True)
     rows, failures, lost = [], [], Counter()
-    tokens: Counter[str] = Counter()
+    tokens: Counter[str] = Counter({"input": 0, "output": 0})
     calls: dict[str, Counter[str]] = {}
     for record in sorted(records, key=lambda r: r["conversation_id"]):
         row_id = stable_id(FLOW, params, record["conversation_id"])

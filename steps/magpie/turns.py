@@ -9,13 +9,13 @@ sampling settings. Prompts are raw text from the model's chat template (chat_tem
 """
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, ClassVar
 
-from distilabel.steps import GeneratorStep
 from distilabel.typing import GeneratorStepOutput, StepColumns
 from pydantic import Field
 from typing_extensions import override
 
+from steps.budget import FeedWithinBudget
 from steps.llm_step import OutputError, Request
 from steps.magpie.chat_template import ChatTemplate, Message
 from steps.magpie.task import FAILURE_COLUMNS, MagpieTask
@@ -23,8 +23,14 @@ from steps.magpie.task import FAILURE_COLUMNS, MagpieTask
 CONVERSATION_COLUMNS = ["conversation_id", "domain", "messages", *FAILURE_COLUMNS]
 
 
-class MagpieConversations(GeneratorStep):
-    """Emits `num_rows` empty conversations in batches of `batch_size`, domains in turn.
+class MagpieConversations(FeedWithinBudget):
+    """Emits empty conversations in batches of `batch_size`, domains in turn.
+
+    Conversation i (of `num_rows`) has domain i mod len(domains); `todo` lists the ids to emit
+    (default: all), so a rerun makes only the conversations a capped or failed try left.
+    Rows are seeded per conversation id (MagpieTask), so they do not depend on which try made
+    them. With a budget (steps.budget.FeedWithinBudget: `--max-tokens-total`, `--max-cost`)
+    conversations stop being fed once the finished ones' tokens reach it.
 
     The last batch is flagged as last when the rows run out, whatever the remainder:
     distilabel's MagpieGenerator does so only when `num_rows` is a multiple of `batch_size`
@@ -32,8 +38,10 @@ class MagpieConversations(GeneratorStep):
     then no `last_batch`).
     """
 
+    id_column: ClassVar[str] = "conversation_id"
     num_rows: int = Field(ge=1)
     domains: list[str] = Field(min_length=1)
+    todo: list[int] | None = None
 
     @property
     @override
@@ -42,17 +50,13 @@ class MagpieConversations(GeneratorStep):
 
     @override
     def process(self, offset: int = 0) -> GeneratorStepOutput:
-        if offset >= self.num_rows:  # resumed after the last batch
+        ids = (range(self.num_rows) if self.todo is None else self.todo)[offset:]
+        if not ids:  # nothing left, or resumed after the last batch
             yield [], True
             return
-        for start in range(offset, self.num_rows, self.batch_size):  # type: ignore[arg-type]
-            end = min(start + self.batch_size, self.num_rows)  # type: ignore[operator]
-            rows = [
-                {"conversation_id": i, "domain": self.domains[i % len(self.domains)],
-                 "messages": [], "failures": [], "failed": False}
-                for i in range(start, end)
-            ]
-            yield rows, end == self.num_rows
+        for batch, last in self.feed(ids, key=lambda i: i):
+            yield [{"conversation_id": i, "domain": self.domains[i % len(self.domains)],
+                    "messages": [], "failures": [], "failed": False} for i in batch], last
 
 
 class MagpieInstruction(MagpieTask):

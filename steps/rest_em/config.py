@@ -11,8 +11,7 @@ from pydantic import Field, model_validator
 
 from steps.cluster import ClusterOptions
 from steps.errors import UserError
-from steps.estimate import TokenBudget
-from steps.recipe_config import RecipeConfig, run_option
+from steps.recipe_config import RecipeConfig
 from steps.serving import ServingOptions
 
 # ReST-EM keeps no checkpoints: a capped run's rerun samples every problem again.
@@ -27,6 +26,8 @@ class RestEmConfig(RecipeConfig, ClusterOptions, ServingOptions):
     """
 
     recipe: ClassVar[str] = "rest_em"
+    cap_rerun: ClassVar[str] = RERUN_STARTS_OVER
+    caps_on_ray: ClassVar[bool] = False  # the E-step's scorers report tokens through a file
 
     problems: str = Field("generate:arithmetic", description="a .jsonl/.parquet problems file "
                           "(question + answer or tests), or generate:arithmetic")
@@ -48,13 +49,6 @@ class RestEmConfig(RecipeConfig, ClusterOptions, ServingOptions):
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="with --train: share of the "
                                        "non-held-out problems kept apart to pick the M-step's "
                                        "epoch and stop iterating")
-    max_tokens_total: int | None = run_option(None, ge=1, description="stop cleanly once the "
-                                              "E-steps have used this many tokens; the problems "
-                                              "sampled so far are written (no checkpoints: a "
-                                              "rerun starts over)")
-    max_cost: float | None = run_option(None, gt=0, description="stop cleanly once the E-steps "
-                                        "have cost this much at --price-in/--price-out (no "
-                                        "checkpoints: a rerun starts over)")
 
     @model_validator(mode="after")
     def _iterations_need_training(self) -> Self:
@@ -63,25 +57,7 @@ class RestEmConfig(RecipeConfig, ClusterOptions, ServingOptions):
                             "iteration would sample the same distribution)")
         return self
 
-    @model_validator(mode="after")
-    def _caps_need_one_machine(self) -> Self:
-        # the E-step's scorers report tokens through a file on the driver's machine
-        if self.ray and (self.max_tokens_total is not None or self.max_cost is not None):
-            raise UserError("--max-tokens-total / --max-cost do not work with --ray in rest_em; "
-                            "drop the cap or --ray")
-        return self
-
     @property
     def sampling(self) -> dict[str, Any]:
         """The E-step's sampling settings (steps.rest_em.estep.run_estep's `sampling`)."""
         return {"temperature": self.temperature, "top_k": self.top_k}
-
-    @property
-    def budget(self) -> TokenBudget:
-        """The run's caps (`--max-tokens-total`, `--max-cost`) at its prices.
-
-        Raises:
-            UserError: a cost cap without prices.
-        """
-        return TokenBudget(self.max_tokens_total, self.max_cost, self.price_in, self.price_out,
-                           rerun=RERUN_STARTS_OVER)

@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from distilabel.steps import LoadDataFromDicts, Step, StepInput
 from distilabel.typing import GeneratorStepOutput
 from pydantic import PrivateAttr
 
-from steps.agentinstruct.checkpoint import BUDGET_WINDOW
+from steps.budget import FeedWithinBudget, append_ledger, ledger_tokens, read_ledger
 from steps.cluster import ClusterOptions, run_pipeline
 from steps.engines import build_llm
 from steps.estimate import TokenBudget
@@ -94,7 +93,7 @@ class ScoreSolutions(Step):
 
     With `progress_file`, appends one byte per scored row there: the main process's progress
     bar reads its size (steps run in other processes). With `ledger_file`, appends one JSON line
-    per row there: its `problem_id` and the `input` and `output` tokens of its request(s).
+    per row there: its `problem_id` and the `tokens` ({input, output}) of its request(s).
     """
 
     progress_file: str | None = None
@@ -142,56 +141,25 @@ class ScoreSolutions(Step):
         if self.progress_file:
             with open(self.progress_file, "a") as progress:
                 progress.write("." * len(inputs))
-        if self.ledger_file:  # one write of whole lines: a reader never sees half of one
-            with open(self.ledger_file, "a") as ledger:
-                ledger.write("".join(json.dumps({"problem_id": row["problem_id"],
-                                                 **_tokens(row)}) + "\n" for row in inputs))
+        if self.ledger_file:
+            append_ledger(self.ledger_file, [{"problem_id": row["problem_id"],
+                                              "tokens": _tokens(row)} for row in inputs])
         yield inputs
 
 
-class ProblemsWithinBudget(LoadDataFromDicts):
+class ProblemsWithinBudget(FeedWithinBudget, LoadDataFromDicts):
     """Feeds the problems in batches, and with a budget stops feeding once it is reached.
 
-    The budget (`budget`: TokenBudget's fields) is checked before each batch against `spent`
-    (earlier E-steps' tokens) plus what the scoring steps wrote to `ledger_file` for the fed
-    problems, waiting, as orca3_mix's PlannedItems does, until all but the last BUDGET_WINDOW
-    batches are scored by both branches. Batches already fed run to the end (and one more
-    problem, as distilabel ends a run only on a non-empty last batch), so a run can pass its cap
-    by what is in flight.
+    The budget is checked (steps.budget.FeedWithinBudget) against `spent` (earlier E-steps'
+    tokens) plus what both scoring steps wrote to `ledger_file` for the fed problems.
     """
 
-    budget: dict[str, Any] | None = None
-    spent: dict[str, int] = {}
-    ledger_file: str | None = None
+    id_column: ClassVar[str] = "problem_id"
+    copies: ClassVar[int] = 2  # the sampled and the greedy branch each score every problem
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
         """Batches of problems, the last one flagged; fewer once the budget is reached."""
-        budget = TokenBudget(**self.budget) if self.budget else None
-        for start in range(offset, len(self.data), self.batch_size):
-            if budget is not None and self.ledger_file:
-                scored = self.data[: max(0, start - (BUDGET_WINDOW - 1) * self.batch_size)]
-                if reason := budget.reached(self._used({row["problem_id"] for row in scored})):
-                    self._logger.warning(reason)
-                    yield self.data[start : start + 1], True
-                    return
-            batch = self.data[start : start + self.batch_size]
-            yield batch, start + len(batch) >= len(self.data)
-
-    def _used(self, wanted: set[str], poll_s: float = 0.2) -> dict[str, int]:
-        """Tokens used so far, once both branches have scored every problem of `wanted`."""
-        while True:
-            lines = read_ledger(self.ledger_file or "")
-            seen = Counter(line["problem_id"] for line in lines)
-            if all(seen[problem_id] >= 2 for problem_id in wanted):
-                return {k: self.spent.get(k, 0) + sum(line[k] for line in lines)
-                        for k in ("input", "output")}
-            time.sleep(poll_s)
-
-
-def read_ledger(path: str) -> list[dict[str, Any]]:
-    """The complete lines of a scoring ledger (a line still being written is left out)."""
-    text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
-    return [json.loads(line) for line in text.split("\n")[:-1] if line]
+        yield from self.feed(self.data[offset:])
 
 
 class KeepCorrect(Step):
@@ -330,7 +298,7 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
             distiset = run_pipeline(pipeline, cluster or ClusterOptions())
         seconds = time.perf_counter() - started
         lines = read_ledger(ledger)
-    tokens = {k: sum(line[k] for line in lines) for k in ("input", "output")}
+    tokens = ledger_tokens(lines)
     sampled_rows = {row["problem_id"]: row for row in distiset["keep_correct"]["train"]}
     greedy_rows = {row["problem_id"]: row for row in distiset["score_greedy"]["train"]}
     results, not_done = [], []
