@@ -114,6 +114,14 @@ def test_card_cites_only_the_methods_the_run_used(tmp_path: Path) -> None:
     assert re.findall(r"@article\{(\w+),", text) == ["mitra2024agentinstruct"]
 
 
+def test_rendering_prints_nothing_off_a_terminal(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The transient progress bar left a blank line in the run's piped output."""
+    build_repo(tmp_path)
+    write_card(tmp_path)
+    assert capsys.readouterr().out == ""
+
+
 def test_inconsistent_funnel_is_flagged(tmp_path: Path) -> None:
     folder = tmp_path / "repo"
     build_repo(folder)
