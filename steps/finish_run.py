@@ -168,11 +168,11 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
               f"{portable_path(repo_dir)} say why", file=sys.stderr)
         raise SystemExit(FAILED_ITEMS_EXIT)
     readme = write_card(repo_dir, repo_id=config.push_to_hub, license=license)
-    print(f"wrote {sum(rows.values())} rows in {len(rows)} configs and {record.failures} failure "
-          f"records to {repo_dir}; card: {readme}")
+    print(f"wrote {counted(sum(rows.values()), 'row')} in {counted(len(rows), 'config')} and "
+          f"{counted(record.failures, 'failure record')} to {repo_dir}; card: {readme}")
     if config.output_url:  # assembled in a local staging folder, published whole (issue 12)
         copied = storage.copy_folder(repo_dir, config.output_url)
-        print(f"copied {len(copied)} files to {config.output_url}")
+        print(f"copied {counted(len(copied), 'file')} to {config.output_url}")
     if config.push_to_hub:
         print(f"pushed: {push_folder(repo_dir, config.push_to_hub, private=config.private)}")
     failed = failure_line(repo_dir, record.run_id, work_items)
@@ -204,9 +204,19 @@ def failure_line(repo_dir: Path, run_id: str, work_items: int | None = None) -> 
     items = len({f["item_id"] for f in failures})
     reasons = Counter(f["reason"] or "unknown" for f in failures).most_common()
     shown = ", ".join(f"{reason} ×{n}" for reason, n in reasons[:REASONS_SHOWN])
-    more = f", {len(reasons) - REASONS_SHOWN} more reasons" if len(reasons) > REASONS_SHOWN else ""
-    total = f" of {work_items}" if work_items else ""
+    more = (f", {counted(len(reasons) - REASONS_SHOWN, 'more reason')}"
+            if len(reasons) > REASONS_SHOWN else "")
+    # "3 of 40 work items", "1 work item": the count of a partitive agrees with its total.
+    items_of = f"{items} of {work_items} work items" if work_items else counted(items, "work item")
     retryable = any(rerun_may_fix(f) for f in failures)
     advice = ("rerun the same command to retry them" if retryable
               else "a rerun would give the same result: see the failures config")
-    return f"{items}{total} work items failed ({shown}{more}); {advice}", retryable
+    return f"{items_of} failed ({shown}{more}); {advice}", retryable
+
+
+def counted(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless the count is 1: "1 config", "0 rows", "2 failure records".
+
+    For the run's summary lines; every noun they count takes a plain -s plural.
+    """
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

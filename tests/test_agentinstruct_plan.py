@@ -19,7 +19,7 @@ from steps.agentinstruct.checkpoint import Checkpoints, CheckpointWriter
 from steps.agentinstruct.plan import parse_mix, plan_items, quotas, seed_token_budget
 from steps.engines import embedded_gguf
 from steps.llms.tokenizer import LlamaCppTokenizer, utf8_bytes
-from steps.rows import ROW_SCHEMA, stable_id, to_table
+from steps.rows import FAILURE_SCHEMA, ROW_SCHEMA, stable_id, to_table
 from steps.seeds import Seed, Seeds, cut_to_tokens, fit_seeds
 from steps.taxonomy import load_taxonomy
 
@@ -133,6 +133,19 @@ def test_failures_of_a_skill_without_rows_are_filed_under_its_config(tmp_path: P
     failures = repo_folder.read_config(repo, "failures").to_pylist()
     assert {f["config"] for f in failures} == {"rc"}
     assert repo_folder.row_counts(repo) == {"fermi": 1}
+
+
+def test_a_rerun_without_failures_leaves_no_failures_folder(tmp_path: Path) -> None:
+    """The earlier run's failed items succeeded on the rerun: no empty data/failures/ is left."""
+    repo, work = tmp_path / "repo", tmp_path / "work"
+    failure = {"run_id": "r", "item_id": "i1", "reason": "engine_unavailable"}
+    repo_folder.write_config(repo, repo_folder.FAILURES, to_table([failure], FAILURE_SCHEMA))
+    unit = {"task": 0, "round": 0, "goal": None, "reference_answer": None,
+            "messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}
+    _write(work, [_item("fermi", "fermi", [unit], [])])
+    assert Checkpoints(work).assemble(repo)["failures"] == 0
+    assert repo_folder.configs(repo) == ["fermi"]
+    assert sorted(p.name for p in (repo / repo_folder.DATA_DIR).iterdir()) == ["fermi"]
 
 
 def test_an_empty_config_is_never_written_and_replaces_a_stale_one(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from steps.engines import EngineSpec
+from steps.engines import EngineSpec, embedded_gguf
 from steps.errors import UserError
-from steps.magpie.chat_template import ChatTemplate, from_family, resolve_template
+from steps.magpie.chat_template import ChatTemplate, from_family, from_gguf, resolve_template
 from steps.magpie.sampling import end_of_turn_stops, instruction_stops
 from steps.magpie.steering import load_steering
 from steps.magpie.turns import MagpieConversations
@@ -133,6 +133,15 @@ def test_bos_left_to_the_engine_that_adds_it() -> None:
     assert LLAMA3_TEMPLATE.for_engine(prompt) == prompt
     adding = LLAMA3_TEMPLATE.model_copy(update={"engine_adds_bos": True})
     assert adding.for_engine(prompt) == prompt.removeprefix("<|begin_of_text|>")
+
+
+def test_reading_a_gguf_template_prints_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    """A vocabulary-only Llama made llama.cpp warn `n_ctx_seq (512) > n_ctx_train (0)`."""
+    template = from_gguf(embedded_gguf())
+    captured = capfd.readouterr()
+    assert (captured.out, captured.err) == ("", "")
+    assert (template.bos_token, template.eos_token) == ("<|im_start|>", "<|im_end|>")
+    assert not template.engine_adds_bos
 
 
 def test_stops(chatml: ChatTemplate) -> None:

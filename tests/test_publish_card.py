@@ -98,7 +98,28 @@ def test_card_reports_funnel_failures_and_run(repo: tuple[Path, dict[str, int]])
     assert run["taxonomy_version"] in text
     assert "Tiny model" in text  # embedded-model runs say so
     assert "Not decontaminated" in text  # no decontamination stage in this funnel
-    assert "@article{mitra2024agentinstruct" in text and "@article{singh2024beyond" in text
+    assert "@article{mitra2024agentinstruct" in text and "@article{xu2024magpie" in text
+    assert "singh2024beyond" not in text  # no ReST-EM rows in this run
+
+
+def test_card_cites_only_the_methods_the_run_used(tmp_path: Path) -> None:
+    """An AgentInstruct-only run (orca3_mix without Magpie rows) cited Magpie and ReST-EM too."""
+    folder = tmp_path / "repo"
+    build_repo(folder)
+    shutil.rmtree(folder / "data" / "magpie")
+    run = json.loads((folder / RUN_FILE).read_text())
+    (folder / RUN_FILE).write_text(json.dumps({**run, "flows": ["agentinstruct"]}))
+    write_card(folder)
+    text = (folder / "README.md").read_text()
+    assert re.findall(r"@article\{(\w+),", text) == ["mitra2024agentinstruct"]
+
+
+def test_rendering_prints_nothing_off_a_terminal(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The transient progress bar left a blank line in the run's piped output."""
+    build_repo(tmp_path)
+    write_card(tmp_path)
+    assert capsys.readouterr().out == ""
 
 
 def test_inconsistent_funnel_is_flagged(tmp_path: Path) -> None:

@@ -263,7 +263,7 @@ class Checkpoints:
         for config in {c for marker in self.markers for c in marker["configs"]} - counts.keys():
             repo_folder.remove_config(repo_dir, config)  # no rows this time: no stale config
         # This flow's results replace what an earlier run wrote; other flows add theirs after.
-        repo_folder.config_file(repo_dir, repo_folder.FAILURES).unlink(missing_ok=True)
+        repo_folder.remove_config(repo_dir, repo_folder.FAILURES)
         (repo_dir / repo_folder.FUNNEL_FILE).unlink(missing_ok=True)
         funnel_rows = [{"config": c, "stage": "generation", "reason": r, "rows": n}
                        for (c, r), n in sorted(funnel.items())]

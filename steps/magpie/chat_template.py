@@ -149,27 +149,38 @@ def from_tokenizer_config(path: Path) -> ChatTemplate:
 
 
 def from_gguf(path: Path) -> ChatTemplate:
-    """The template in a GGUF's `tokenizer.chat_template` metadata (vocabulary only is loaded)."""
-    from llama_cpp import Llama
+    """The template in a GGUF's `tokenizer.chat_template` metadata, with its BOS/EOS tokens.
 
-    llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    Only the vocabulary is loaded, through llama-cpp-python's model wrapper: `Llama` would also
+    create a context, and llama.cpp warns on stderr that its 512 tokens exceed the training
+    context of a vocabulary-only model (0), a line no user should see.
+
+    Raises:
+        UserError: the GGUF has no chat template.
+    """
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = LlamaModel(path_model=str(path), params=params, verbose=False)
     try:
-        source = llama.metadata.get("tokenizer.chat_template")
+        source = model.metadata().get("tokenizer.chat_template")
         if not source:
             raise UserError(f"{path}: the GGUF has no tokenizer.chat_template; pass --template")
 
         def text(token_id: int) -> str:
-            return llama.detokenize([token_id], special=True).decode() if token_id >= 0 else ""
+            return model.detokenize([token_id], special=True).decode() if token_id >= 0 else ""
 
         return ChatTemplate(
             source=source,
-            bos_token=text(llama.token_bos()),
-            eos_token=text(llama.token_eos()),
+            bos_token=text(model.token_bos()),
+            eos_token=text(model.token_eos()),
             origin=f"gguf:{path.name}",
-            engine_adds_bos=bool(llama.tokenize(b"", add_bos=True)),
+            engine_adds_bos=model.add_bos_token(),
         )
     finally:
-        llama.close()
+        model.close()
 
 
 def resolve_template(engine: EngineSpec, override: str | None = None) -> ChatTemplate:

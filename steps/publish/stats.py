@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
+from rich.console import Console
 from rich.progress import track
 
 from steps.publish.tokens import TokenCounter
@@ -56,7 +57,10 @@ def row_lengths(repo_dir: Path, config_names: list[str], counter: TokenCounter) 
     Prompt = system and user turns; response = assistant turns.
     """
     frames = [pl.DataFrame(schema=LENGTHS_SCHEMA)]
-    for config in track(config_names, description="Measuring row lengths", transient=True):
+    # Off a terminal the transient bar shows nothing yet leaves a blank line (rich's Progress.stop).
+    console = Console()
+    for config in track(config_names, description="Measuring row lengths", transient=True,
+                        console=console, disable=not console.is_interactive):
         path = config_file(repo_dir, config)
         present = [c for c in PROVENANCE if c in pq.read_schema(path).names]
         rows = (
