@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from steps import repo_folder
 from steps.errors import cli_main
 from steps.estimate import priced_tokens
-from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, finish_run
+from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, counted, finish_run
 from steps.magpie.config import MagpieConfig
 from steps.magpie.filters import apply_preset
 from steps.magpie.pipeline import run_magpie
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> Path:
     pq.write_table(pa.concat_tables(funnel), out / repo_folder.FUNNEL_FILE)
     lost = sum(made.funnel.column("rows").to_pylist())
     print(f"magpie: {rows.num_rows} of {config.rows} conversations kept ({lost} lost in "
-          f"generation, {made.not_done} not made), {made.failures.num_rows} failure records")
+          f"generation, {made.not_done} not made), {counted(made.failures.num_rows, 'failure record')}")
     for line in not_applied:
         print(f"  filter not applied: {line}")
     stopped = {"conversations": made.not_done, "of": config.rows,

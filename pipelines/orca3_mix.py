@@ -33,7 +33,7 @@ from steps.engines import EngineSpec
 from steps.engines import build_llm as build_engine
 from steps.errors import cli_main
 from steps.estimate import TokenBudget, orca3_mix_estimate, priced_tokens, render
-from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, finish_run
+from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, counted, finish_run
 from steps.llms.concurrency import ServerSlots, items_per_batch
 from steps.magpie.pipeline import make_magpie_rows
 from steps.magpie.sampling import Sampling
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> Path:
     checkpoints.discard_incomplete()
     checkpoints.discard_failed()  # items that failed on engine errors are tried again
     todo = [item for item in items if item["item_id"] not in checkpoints.done]
-    print(f"orca3_mix: {len(skills)} skills, {len(seeds)} seeds, {len(items)} work items "
+    print(f"orca3_mix: {counted(len(skills), 'skill')}, {counted(len(seeds), 'seed')}, "
+          f"{counted(len(items), 'work item')} "
           f"({len(items) - len(todo)} already done), run {run_id}")
     started = time.time()
     # One server per managed-server engine for the whole run, Magpie's share included.
