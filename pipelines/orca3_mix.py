@@ -75,7 +75,7 @@ def build_pipeline(config: Orca3MixConfig, plan: str, work: str, cache: Path, ru
     with Pipeline(name="orca3-mix", cache_dir=str(cache)) as pipeline:
         steps = [
             PlannedItems(plan_path=plan, batch_size=batch_size, batches_dir=work,
-                         **budget_fields(config)),
+                         budget=config.budget.step_field()),
             ContentTransformation(llm=build_llm(config.agent_llm, **agent), **agents),
             SeedInstructionGeneration(llm=build_llm(config.agent_llm, **agent),
                                       max_items=config.tasks_per_item, **agents),
@@ -107,12 +107,6 @@ def serving_batch_size(config: Orca3MixConfig) -> int:
     that one step's batch can keep the server busy (steps.llms.concurrency)."""
     return items_per_batch(config.batch_size, max_concurrency(config),
                            (config.agent_llm, config.teacher))
-
-
-def budget_fields(config: Orca3MixConfig) -> dict[str, Any]:
-    """The run's caps and prices, as PlannedItems and TokenBudget take them."""
-    return {"max_tokens_total": config.max_tokens_total, "max_cost": config.max_cost,
-            "price_in": config.price_in, "price_out": config.price_out}
 
 
 def agentinstruct_engines(config: Orca3MixConfig) -> dict[str, EngineRecord]:
@@ -152,7 +146,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"seeds: {len(seeds)} used; {seeds.report.summary()}")
     weights = parse_mix(",".join(f"{k}={v}" for k, v in config.mix.items()), skills)
     run_id = config.run_id()
-    budget = TokenBudget(**budget_fields(config))  # bad caps fail here, before any work
+    budget = config.budget  # bad caps fail here, before any work
     magpie_rows = round(config.rows * config.magpie_share)
     items = plan_items(skills, seeds, config.rows - magpie_rows, weights, config.seed,
                        tasks_per_item=config.tasks_per_item,

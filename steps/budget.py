@@ -9,7 +9,7 @@ The step that finishes rows appends one JSON line per row to a ledger file: the 
 generator waits until every row fed more than BUDGET_WINDOW - 1 batches ago is in the ledger,
 then stops feeding once those tokens (plus what earlier tries spent) reach the cap: batches
 already fed run to the end, so a run passes its cap by at most what is in flight. orca3_mix's
-PlannedItems checks its checkpoints the same way.
+PlannedItems reads its committed checkpoints instead of a ledger (`_used`).
 """
 
 import json
@@ -22,8 +22,9 @@ from typing import Any, ClassVar
 from distilabel.steps import GeneratorStep
 from distilabel.typing import GeneratorStepOutput
 
-from steps.agentinstruct.checkpoint import BUDGET_WINDOW
 from steps.estimate import TokenBudget
+
+BUDGET_WINDOW = 2  # batches fed ahead of the last finished one while a cap is set
 
 
 def read_ledger(path: str) -> list[dict[str, Any]]:
@@ -52,7 +53,8 @@ class FeedWithinBudget(GeneratorStep):
     tries or stages, counted against it; `ledger_file`: where the finishing step(s) append a line
     per row (`id_column`, `tokens`), `copies` lines per row (one per branch that finishes it).
     Once the cap is reached one more row is fed as the last batch (distilabel ends a run only on
-    a non-empty last batch) and the rest is never fed.
+    a non-empty last batch) and the rest is never fed. A subclass that measures tokens elsewhere
+    overrides `measures` and `_used`.
     """
 
     id_column: ClassVar[str]
@@ -68,7 +70,7 @@ class FeedWithinBudget(GeneratorStep):
         `key` gives an item's id in the ledger (default: its `id_column`).
         """
         key = key or (lambda item: item[self.id_column])
-        budget = TokenBudget(**self.budget) if self.budget and self.ledger_file else None
+        budget = TokenBudget(**self.budget) if self.budget and self.measures else None
         size = self.batch_size or 1
         for start in range(0, len(items), size):
             if budget is not None:
@@ -81,6 +83,11 @@ class FeedWithinBudget(GeneratorStep):
                     return
             batch = list(items[start : start + size])
             yield batch, start + len(batch) >= len(items)
+
+    @property
+    def measures(self) -> bool:
+        """Whether finished rows' tokens can be read (here: a ledger file is set)."""
+        return self.ledger_file is not None
 
     def _used(self, wanted: set[Hashable], poll_s: float = 0.2) -> dict[str, int]:
         """Tokens used so far, once every row of `wanted` is in the ledger `copies` times."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -605,6 +605,10 @@ class TokenBudget:
     def capped(self) -> bool:
         """Whether any cap is set."""
         return self.max_tokens_total is not None or self.max_cost is not None
+
+    def step_field(self) -> dict[str, Any] | None:
+        """Its fields for a feeding step (`steps.budget.FeedWithinBudget.budget`); None uncapped."""
+        return asdict(self) if self.capped else None
 
     def __post_init__(self) -> None:
         """Checks the caps (see the class's `Raises:`)."""

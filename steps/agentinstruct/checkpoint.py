@@ -15,44 +15,39 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
-from distilabel.steps import GeneratorStep, Step, StepInput
+from distilabel.steps import Step, StepInput
 from distilabel.typing import GeneratorStepOutput, StepOutput
 from typing_extensions import override
 
 from steps import repo_folder, storage
+from steps.budget import FeedWithinBudget
 from steps.llm_step import rerun_may_fix
 from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_table
 
 TRIES = "tries"  # one file per try of the run: its elapsed wall time
 ORDER = "_order"  # hidden sort key: item, task, round, so configs come out in plan order
-BUDGET_WINDOW = 2  # batches fed ahead of the last commit while a budget cap is set
 CHECKPOINT_SCHEMA = ROW_SCHEMA.append(pa.field(ORDER, pa.int64())).append(
     pa.field("quota", pa.int64()))
 
 
-class PlannedItems(GeneratorStep):
+class PlannedItems(FeedWithinBudget):
     """Feeds the work items of the plan file, in batches (the last one flagged as last).
 
-    With a budget (`--max-tokens-total`, `--max-cost`: steps.estimate.TokenBudget) it checks,
-    before each batch, the tokens that committed batches in `batches_dir` have used, and stops
-    feeding once the cap is reached: the items not fed stay not done, for a rerun with a higher
-    cap. Batches already fed run to the end (and one more item, as distilabel needs a last
-    batch), so a run can pass its cap by what is in flight.
+    With a budget (`--max-tokens-total`, `--max-cost`: steps.budget.FeedWithinBudget) it stops
+    feeding once the committed batches in `batches_dir` have used the cap: the items not fed stay
+    not done, for a rerun with a higher cap.
     """
 
+    id_column: ClassVar[str] = "item_id"
     plan_path: str
     batches_dir: str | None = None  # the CheckpointWriter's work_dir (needed with a budget)
-    max_tokens_total: int | None = None
-    max_cost: float | None = None
-    price_in: float | None = None
-    price_out: float | None = None
 
     @property
     @override
@@ -62,33 +57,19 @@ class PlannedItems(GeneratorStep):
 
     @override
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
-        from steps.estimate import TokenBudget
+        yield from self.feed(storage.read_parquet(self.plan_path).to_pylist()[offset:])
 
-        items = storage.read_parquet(self.plan_path).to_pylist()
-        budget = TokenBudget(self.max_tokens_total, self.max_cost, self.price_in, self.price_out)
-        capped = self.batches_dir is not None and (self.max_tokens_total or self.max_cost)
-        for start in range(offset, len(items), self.batch_size):
-            if capped:
-                # distilabel asks a generator for batches long before the last step commits
-                # them: with a cap, only BUDGET_WINDOW batches are uncommitted at a time, so the
-                # run passes its cap by at most what they use.
-                checkpoints = self._committed(
-                    items[: max(0, start - (BUDGET_WINDOW - 1) * self.batch_size)])
-                if reason := budget.reached(checkpoints.tokens):
-                    self._logger.warning(reason)
-                    # distilabel ends a run only on a non-empty last batch: one more item,
-                    # the rest stays not done, for a rerun with a higher cap
-                    yield items[start : start + 1], True
-                    return
-            batch = items[start : start + self.batch_size]
-            yield batch, start + len(batch) >= len(items)
+    @property
+    @override
+    def measures(self) -> bool:
+        return self.batches_dir is not None
 
-    def _committed(self, fed: list[dict[str, Any]], poll_s: float = 0.2) -> "Checkpoints":
-        """The checkpoints once every item of `fed` is committed (waits for the last step)."""
-        wanted = {item["item_id"] for item in fed}
+    @override
+    def _used(self, wanted: set[Hashable], poll_s: float = 0.2) -> dict[str, int]:
+        """Tokens of the committed batches, once every item of `wanted` is committed."""
         while not wanted <= (checkpoints := Checkpoints(str(self.batches_dir))).done:
             time.sleep(poll_s)
-        return checkpoints
+        return {k: self.spent.get(k, 0) + v for k, v in checkpoints.tokens.items()}
 
 
 class CheckpointWriter(Step):

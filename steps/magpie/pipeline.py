@@ -126,7 +126,7 @@ def build_pipeline(job: MagpieJob, cache_dir: Path, slots: ServerSlots) -> Pipel
         last: Any = MagpieConversations(
             name="conversations", num_rows=config.rows, todo=job.todo, domains=resolved.domains,
             batch_size=batch_size, ledger_file=job.ledger, spent=job.spent,
-            budget=dataclasses.asdict(budget) if budget.capped else None)
+            budget=budget.step_field())
         for turn in range(1, config.turns + 1):
             instruction = MagpieInstruction(
                 name=f"instruction_{turn}",

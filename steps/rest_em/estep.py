@@ -271,7 +271,7 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         ledger = str(Path(cache) / "tokens.jsonl")
         load = ProblemsWithinBudget(
             data=data, batch_size=batch_size, ledger_file=ledger, spent=spent or {},
-            budget=dataclasses.asdict(budget) if budget is not None and budget.capped else None)
+            budget=budget.step_field() if budget is not None else None)
         sample = SampleSolutions(
             name="sample_solutions", k=k, seed=seed, input_batch_size=batch_size,
             llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **sampling))
