@@ -18,7 +18,6 @@ with a higher cap makes only the missing ones (and an interrupted or failed run'
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 from steps import repo_folder
 from steps.errors import cli_main
 from steps.estimate import priced_tokens
-from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, counted, finish_run
+from steps.finish_run import begin_run, check_run, counted, finish_run
 from steps.magpie.config import MagpieConfig
 from steps.magpie.filters import apply_preset
 from steps.magpie.pipeline import run_magpie
@@ -105,23 +104,18 @@ def main(argv: list[str] | None = None) -> Path:
     stopped = {"conversations": made.not_done, "of": config.rows,
                "reason": config.budget.reached(made.tokens) or "the run stopped before them"
                } if made.not_done else None
-    try:
-        finish_run(config, RunRecord(
-            run_id=run_id, flows=[FLOW], config=config.model_dump(mode="json"), seed=config.seed,
-            engines=magpie_engines(config), rows={CONFIG: rows.num_rows},
-            failures=made.failures.num_rows, wall_time_s=time.time() - started,
-            started_at=datetime.fromtimestamp(started, UTC).isoformat(),
-            generation_params=made.generation_params,
-            tokens=priced_tokens(made.tokens, config.price_in, config.price_out),
-            filter={"preset": config.filter, "not_applied": not_applied} if config.filter else None,
-            **({"not_done": stopped} if stopped else {}),
-        ), work_items=config.rows)
-    finally:
-        if stopped:  # (the last line, also after failures' exit 3)
-            print(f"{stopped['conversations']} of {config.rows} conversations not made: "
-                  f"{stopped['reason']}", file=sys.stderr)
-    if stopped:
-        raise SystemExit(FAILED_ITEMS_EXIT)
+    finish_run(config, RunRecord(
+        run_id=run_id, flows=[FLOW], config=config.model_dump(mode="json"), seed=config.seed,
+        engines=magpie_engines(config), rows={CONFIG: rows.num_rows},
+        failures=made.failures.num_rows, wall_time_s=time.time() - started,
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(),
+        generation_params=made.generation_params,
+        tokens=priced_tokens(made.tokens, config.price_in, config.price_out),
+        filter={"preset": config.filter, "not_applied": not_applied} if config.filter else None,
+        **({"not_done": stopped} if stopped else {}),
+    ), work_items=config.rows, unfinished=stopped and (
+        f"{stopped['conversations']} of {config.rows} conversations not made: "
+        f"{stopped['reason']}"))
     return out
 
 

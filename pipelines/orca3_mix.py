@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from steps.engines import EngineSpec
 from steps.engines import build_llm as build_engine
 from steps.errors import cli_main
 from steps.estimate import TokenBudget, orca3_mix_estimate, priced_tokens, render
-from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, counted, finish_run
+from steps.finish_run import begin_run, check_run, counted, finish_run
 from steps.llms.concurrency import ServerSlots, items_per_batch
 from steps.magpie.pipeline import make_magpie_rows
 from steps.magpie.sampling import Sampling
@@ -213,15 +212,10 @@ def main(argv: list[str] | None = None) -> Path:
         seeds={"source": config.seed_source, "files": len(seeds), **seeds.report.as_dict()},
         **summary)
     # Items neither committed nor failed: a budget cap, or a run stopped early (Ctrl-C).
-    unfinished = capped or "the run stopped before them; rerun the same command to finish them"
-    try:
-        finish_run(config, record, work_items=len(items) + magpie_rows,
-                   curation=CurationConfig(benchmarks=config.benchmarks) if config.curate else None)
-    finally:
-        if not_done:  # (also after failures' exit 3: this is then the last line)
-            print(f"{not_done} of {len(items)} work items not done: {unfinished}", file=sys.stderr)
-    if not_done:
-        raise SystemExit(FAILED_ITEMS_EXIT)
+    why = capped or "the run stopped before them; rerun the same command to finish them"
+    finish_run(config, record, work_items=len(items) + magpie_rows,
+               curation=CurationConfig(benchmarks=config.benchmarks) if config.curate else None,
+               unfinished=f"{not_done} of {len(items)} work items not done: {why}" if not_done else None)
     return repo_dir
 
 

@@ -16,12 +16,11 @@ ReST-EM keeps no checkpoints, so a rerun starts over.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from steps.errors import cli_main
 from steps.estimate import render, rest_em_estimate
-from steps.finish_run import FAILED_ITEMS_EXIT, begin_run, check_run, finish_run
+from steps.finish_run import begin_run, check_run, finish_run
 from steps.recipe_config import parse_config
 from steps.rest_em.config import RestEmConfig
 from steps.rest_em.loop import planned_e_steps, run_rest_em, split_problems
@@ -57,14 +56,10 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"kept {counts['kept']} of {counts['samples']} train samples "
           f"({', '.join(f'{k} {v}' for k, v in counts.items() if k not in ('kept', 'samples'))}); "
           f"best iteration {summary['best_iteration']}")
-    try:
-        finish_run(config, RunRecord.model_validate(summary))
-    finally:
-        if stopped := summary.get("not_done"):  # (the last line, also after failures' exit 3)
-            print(f"{stopped['problems']} of {stopped['of']} problems of E-step "
-                  f"{stopped['iteration']} not sampled: {stopped['reason']}", file=sys.stderr)
-    if stopped:
-        raise SystemExit(FAILED_ITEMS_EXIT)
+    stopped = summary.get("not_done")
+    finish_run(config, RunRecord.model_validate(summary), unfinished=stopped and (
+        f"{stopped['problems']} of {stopped['of']} problems of E-step {stopped['iteration']} "
+        f"not sampled: {stopped['reason']}"))
     return config.repo_dir
 
 

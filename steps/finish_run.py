@@ -129,8 +129,8 @@ def begin_run(repo_dir: Path) -> None:
 
 
 def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | None = None,
-               work_items: int | None = None,
-               license: str | None = None) -> RunRecord:
+               work_items: int | None = None, license: str | None = None,
+               unfinished: str | None = None) -> RunRecord:
     """End a run: curate (if `curation`), write run.json, render the card, push (if asked).
 
     Args:
@@ -140,6 +140,8 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
         curation: A `steps.curation.CurationConfig` to curate the folder in place with, or None.
         work_items: How many work items the run had (for the failure line; default: rows).
         license: The card's license (default: the config's, else `other`).
+        unfinished: One line saying which work items were not done and why (a token or cost
+            cap, an interrupted run), or None. Printed last, also after the failure line.
 
     Returns:
         The run record as written.
@@ -147,9 +149,21 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
     Raises:
         UserError: the push failed (the folder stays complete and carded).
         SystemExit: status 3 after everything is written, when work items failed in a way a
-            rerun may fix (engine errors) or nothing at all was made; content failures are
-            reported but end with status 0.
+            rerun may fix (engine errors), were left `unfinished` or nothing at all was made;
+            content failures are reported but end with status 0.
     """
+    try:
+        written = _write_and_publish(config, record, curation, work_items, license)
+    finally:
+        if unfinished:
+            print(unfinished, file=sys.stderr)
+    if unfinished:
+        raise SystemExit(FAILED_ITEMS_EXIT)
+    return written
+
+
+def _write_and_publish(config: RecipeConfig, record: RunRecord, curation: object | None,
+                       work_items: int | None, license: str | None) -> RunRecord:
     from steps.publish import push_folder, write_card
 
     repo_dir = config.repo_dir
