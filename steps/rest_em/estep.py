@@ -221,10 +221,13 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         load = LoadDataFromDicts(data=data, batch_size=batch_size)
         sample = SampleSolutions(
             name="sample_solutions", k=k, seed=seed, input_batch_size=batch_size,
-            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **sampling))
+            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens,
+                          sequences=batch_size * k, prompts=[row["prompt"] for row in data],
+                          **sampling))
         greedy = SampleSolutions(
             name="greedy_solution", seed=seed, input_batch_size=batch_size,
-            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **GREEDY))
+            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens,
+                          sequences=batch_size, prompts=[row["prompt"] for row in data], **GREEDY))
         progress = Path(cache) / "scored.progress"
         progress.touch()
         score = ScoreSolutions(name="score_samples", input_batch_size=batch_size,
