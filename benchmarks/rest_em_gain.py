@@ -124,18 +124,24 @@ def heldout_metrics(estep: EStepResult, heldout: list[Problem], k: int,
     return metrics, values["greedy_pass@1"]
 
 
-def estep_chunk(problems: list[Problem], engine: str, args: argparse.Namespace) -> EStepResult:
-    """One chunk's E-step; Ctrl-C keeps working between chunks.
+def estep_chunk(problems: list[Problem], engine: str, args: argparse.Namespace
+                ) -> tuple[EStepResult, bool]:
+    """One chunk's E-step, and whether Ctrl-C was pressed while it ran.
 
-    distilabel's first Ctrl-C stops its pipeline gracefully and leaves its own SIGINT handler
-    installed after `run` returns; putting the previous one back lets a later Ctrl-C interrupt.
+    A KeyboardInterrupt inside distilabel's pipeline set-up leaves its worker pool running and the
+    process hung, so Ctrl-C only sets a flag until distilabel installs its own handler (its first
+    Ctrl-C stops the pipeline gracefully: `run` returns the rows it has). distilabel leaves that
+    handler installed after `run`; the previous one is put back, so Ctrl-C between chunks and in
+    the M-step interrupts as usual.
     """
-    previous = signal.getsignal(signal.SIGINT)
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pressed.append(signum))
     try:
-        return run_estep(problems, engine, k=args.k, max_per_problem=args.max_per_problem,
-                         seed=args.seed, max_new_tokens=args.max_new_tokens)
+        estep = run_estep(problems, engine, k=args.k, max_per_problem=args.max_per_problem,
+                          seed=args.seed, max_new_tokens=args.max_new_tokens)
     finally:
         signal.signal(signal.SIGINT, previous)
+    return estep, bool(pressed)
 
 
 def chunked_estep(problems: list[Problem], engine: str, iteration: int,
@@ -143,8 +149,8 @@ def chunked_estep(problems: list[Problem], engine: str, iteration: int,
     """The E-step of `iteration` in chunks of `args.chunk` problems, finished chunks reused.
 
     Raises:
-        KeyboardInterrupt: the pipeline came back without rows (it was stopped, e.g. by Ctrl-C);
-            that chunk is not kept.
+        KeyboardInterrupt: Ctrl-C: a chunk the pipeline returned without some rows (it was
+            stopped) is not kept; a chunk that finished whole is.
     """
     store = EStepStore(args.output_dir / f"estep-{iteration}")
     chunks = [problems[start:start + args.chunk] for start in range(0, len(problems), args.chunk)]
@@ -156,7 +162,7 @@ def chunked_estep(problems: list[Problem], engine: str, iteration: int,
         if kept is not None:
             print(f"{where}, kept from an earlier run")
         else:
-            estep = estep_chunk(chunk, engine, args)
+            estep, pressed = estep_chunk(chunk, engine, args)
             missing = sum(map(rowless, estep.results))
             if missing:
                 print(f"{where}: {missing} of {len(chunk)} problems came back without a row (the "
@@ -165,6 +171,8 @@ def chunked_estep(problems: list[Problem], engine: str, iteration: int,
             store.save(index, estep.results, estep.seconds)
             kept = estep.results, estep.seconds
             print(f"{where}, {estep.samples / estep.seconds:.2f} samples/s")
+            if pressed:  # Ctrl-C before distilabel's handler took over: the chunk still finished
+                raise KeyboardInterrupt
         results += kept[0]
         seconds += kept[1]
     return EStepResult(results, seconds)

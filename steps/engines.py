@@ -43,7 +43,11 @@ class EngineClass(Protocol):
     @classmethod
     def from_spec(cls, spec: EngineSpec, n_threads: int | None,
                   generation: dict[str, Any]) -> LLM:
-        """The distilabel LLM for `spec`, with `n_threads` CPU threads and generation settings."""
+        """The distilabel LLM for `spec`, with `n_threads` CPU threads and generation settings.
+
+        A kind with `local_decoding` also takes `decoding: LocalDecoding | None` (how it opens its
+        model); `build_llm` passes it only to those kinds.
+        """
 
     @staticmethod
     def preflight(spec: EngineSpec, timeout_s: float) -> None:

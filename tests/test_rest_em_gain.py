@@ -6,6 +6,8 @@ logic sees of `run_estep` (results in input order, seeded per problem).
 
 import importlib.util
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,20 @@ def test_local_decoding_sizes_llamacpp_only() -> None:
     assert (default.n_seq_max, default.n_ctx) == (LocalDecoding().n_seq_max, LocalDecoding().n_ctx)
     server = build_llm("openai:m@http://127.0.0.1:9/v1", sequences=64, prompts=[prompt])
     assert not hasattr(server, "n_seq_max")
+
+
+def test_ctrl_c_before_the_pipeline_takes_it_keeps_the_finished_chunk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gain = _gain_module()
+    handler = signal.getsignal(signal.SIGINT)
+
+    def estep(chunk: list[Problem], engine: str, **_: object) -> EStepResult:
+        os.kill(os.getpid(), signal.SIGINT)  # pressed while distilabel sets its pipeline up
+        return EStepResult([_result(p) for p in chunk], 2.0)
+
+    monkeypatch.setattr(gain, "run_estep", estep)
+    args = gain.parse_args(["--chunk", "4", "-k", "3", "--output-dir", str(tmp_path)])
+    with pytest.raises(KeyboardInterrupt):
+        gain.chunked_estep(_problems(10), "embedded", 0, args)
+    assert sorted(p.name for p in (tmp_path / "estep-0").iterdir()) == ["chunk-001.jsonl"]
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C interrupts again after the chunk
