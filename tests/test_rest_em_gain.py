@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from steps import REPO_ROOT
-from steps.engines import LocalDecoding, build_llm
+from steps.engines import MOST_SEQUENCES, LocalDecoding, build_llm
 from steps.errors import UserError
 from steps.rest_em.estep import EStepResult, ProblemResult
 from steps.rest_em.mstep_types import MStepResult
@@ -135,10 +135,10 @@ def test_kept_fine_tune_is_reused_only_with_its_model(tmp_path: Path) -> None:
 
 def test_local_decoding_sizes_llamacpp_only() -> None:
     prompt = [{"role": "user", "content": "x" * 500}]
-    assert LocalDecoding.fit(8 * 16, [prompt], 192) == LocalDecoding(64, 1024)
-    assert LocalDecoding.fit(4, None, 192) == LocalDecoding(4)
-    llm = build_llm("embedded", sequences=8 * 16, prompts=[prompt], max_new_tokens=192)
-    assert (llm.n_seq_max, llm.n_ctx) == (64, 1024)
+    assert LocalDecoding.fit(8 * 16, [prompt], 192) == LocalDecoding(MOST_SEQUENCES, 1024)
+    assert LocalDecoding.fit(2, None, 192) == LocalDecoding(2)
+    llm = build_llm("embedded", sequences=2, prompts=[prompt], max_new_tokens=192)
+    assert (llm.n_seq_max, llm.n_ctx) == (2, 1024)
     default = build_llm("embedded", max_new_tokens=192)
     assert (default.n_seq_max, default.n_ctx) == (LocalDecoding().n_seq_max, LocalDecoding().n_ctx)
     server = build_llm("openai:m@http://127.0.0.1:9/v1", sequences=64, prompts=[prompt])
