@@ -101,7 +101,7 @@ LLAMACPP_CONTEXT = 4096  # the context LlamaCppEngine opens a model with (its n_
 LLAMACPP_SEQUENCES = 8  # sequences LlamaCppEngine decodes together unless told (its n_seq_max)
 # The most sequences `LocalDecoding.fit` opens. More decode faster (E-step on SmolLM2-135M F32,
 # 2 threads: 1.58 samples/s at 64 against 1.22 at 8) but change texts: of 128 ReST-EM samples
-# (T 0.7, 96 tokens), 3 differ at 16 and 4 at 64 from those at 8, so batched decoding is
+# (T 0.7, 96 tokens), 3 differ at 16, 6 at 32 and 4 at 64 from those at 8: batched decoding is
 # batch-independent only up to 8 on this build. Raise it once that holds for more.
 MOST_SEQUENCES = 8
 TEMPLATE_BYTES = 256  # what a chat template adds around the messages (markers, default system)
