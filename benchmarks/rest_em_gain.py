@@ -23,6 +23,11 @@ samples/s and the M-step's seconds.
 Writes everything to OUTPUT_DIR/results.json. Needs the [train] extra. The E-step is
 `steps.rest_em.estep.run_estep` on the engine as `steps.engines` builds it, so a faster engine
 (batched decoding) speeds this script up without a change here.
+
+Resumable: each E-step runs in chunks of --chunk problems, and every finished chunk, base export
+and fine-tune is kept under OUTPUT_DIR (`steps.rest_em.run_store`); rerunning the same command
+skips them, so a killed run (Ctrl-C, kill) loses at most the piece in flight. Samples are seeded
+per problem, so chunks change no text. A different command into the same OUTPUT_DIR is refused.
 """
 
 from __future__ import annotations
@@ -30,18 +35,28 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from steps import REPO_ROOT
 from steps.errors import cli_main
-from steps.rest_em.estep import PAPER_SAMPLING, EStepResult, run_estep
+from steps.rest_em.estep import PAPER_SAMPLING, EStepResult, ProblemResult, run_estep
 from steps.rest_em.metrics import bootstrap_interval, per_problem
 from steps.rest_em.mstep import check_train_extra, export_base, fine_tune
 from steps.rest_em.mstep_types import BaseWeights, MStepResult, MStepSettings
 from steps.rest_em.problems import Problem, load_problems
 from steps.rest_em.records import kept_rows
+from steps.rest_em.run_store import (
+    EStepStore,
+    claim_output_dir,
+    load_export,
+    load_mstep,
+    rowless,
+    save_export,
+    save_mstep,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,12 +78,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="M-step batch size")
     p.add_argument("--max-new-tokens", type=int, default=192, help="longest solution")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk", type=int, default=32,
+                   help="problems per E-step chunk, the unit a rerun resumes from (a multiple of "
+                        "the E-step's batch of 8 keeps the engine full)")
     p.add_argument("--output-dir", type=Path, default=REPO_ROOT / "outputs" / "rest_em_gain")
     args = p.parse_args(argv)
     if args.small:
         args.train, args.validation, args.heldout, args.k, args.steps = 8, 4, 8, 4, "1-2"
         args.learning_rates, args.epochs, args.max_new_tokens = "1e-4", 1, 96
+    if args.chunk < 1:
+        p.error("--chunk must be at least 1")
     return args
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, str]:
+    """What makes a run's pieces: every option but the folder they are kept in."""
+    return {name: str(value) for name, value in sorted(vars(args).items()) if name != "output_dir"}
 
 
 def split(problems: list[Problem], sizes: tuple[int, int, int], seed: int
@@ -99,6 +124,72 @@ def heldout_metrics(estep: EStepResult, heldout: list[Problem], k: int,
     return metrics, values["greedy_pass@1"]
 
 
+def estep_chunk(problems: list[Problem], engine: str, args: argparse.Namespace
+                ) -> tuple[EStepResult, bool]:
+    """One chunk's E-step, and whether Ctrl-C was pressed while it ran.
+
+    A KeyboardInterrupt inside distilabel's pipeline set-up leaves its worker pool running and the
+    process hung, so Ctrl-C only sets a flag until distilabel installs its own handler (its first
+    Ctrl-C stops the pipeline gracefully: `run` returns the rows it has). distilabel leaves that
+    handler installed after `run`; the previous one is put back, so Ctrl-C between chunks and in
+    the M-step interrupts as usual.
+    """
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pressed.append(signum))
+    try:
+        estep = run_estep(problems, engine, k=args.k, max_per_problem=args.max_per_problem,
+                          seed=args.seed, max_new_tokens=args.max_new_tokens)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return estep, bool(pressed)
+
+
+def chunked_estep(problems: list[Problem], engine: str, iteration: int,
+                  args: argparse.Namespace) -> EStepResult:
+    """The E-step of `iteration` in chunks of `args.chunk` problems, finished chunks reused.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C: a chunk the pipeline returned without some rows (it was
+            stopped) is not kept; a chunk that finished whole is.
+    """
+    store = EStepStore(args.output_dir / f"estep-{iteration}")
+    chunks = [problems[start:start + args.chunk] for start in range(0, len(problems), args.chunk)]
+    results: list[ProblemResult] = []
+    seconds = 0.0
+    for index, chunk in enumerate(chunks, 1):
+        kept = store.load(index)
+        where = f"E-step iteration {iteration}: chunk {index}/{len(chunks)}"
+        if kept is not None:
+            print(f"{where}, kept from an earlier run")
+        else:
+            estep, pressed = estep_chunk(chunk, engine, args)
+            missing = sum(map(rowless, estep.results))
+            if missing:
+                print(f"{where}: {missing} of {len(chunk)} problems came back without a row (the "
+                      "run was stopped); the chunk is not kept, rerun the command to redo it")
+                raise KeyboardInterrupt
+            store.save(index, estep.results, estep.seconds)
+            kept = estep.results, estep.seconds
+            print(f"{where}, {estep.samples / estep.seconds:.2f} samples/s")
+            if pressed:  # Ctrl-C before distilabel's handler took over: the chunk still finished
+                raise KeyboardInterrupt
+        results += kept[0]
+        seconds += kept[1]
+    return EStepResult(results, seconds)
+
+
+def fine_tune_kept(base: BaseWeights, rows: list[dict[str, Any]], validation: list[Problem],
+                   folder: Path, settings: MStepSettings, args: argparse.Namespace) -> MStepResult:
+    """`fine_tune` into `folder`, or the fine-tune an earlier run finished there."""
+    result = load_mstep(folder)
+    if result is not None:
+        print(f"  {folder.name}: kept from an earlier run")
+        return result
+    result = fine_tune(base, rows, validation, folder, seed=args.seed, settings=settings)
+    save_mstep(folder, result)
+    return result
+
+
 def estep_record(estep: EStepResult) -> dict[str, Any]:
     return {"seconds": round(estep.seconds, 1), "samples": estep.samples,
             "samples_per_s": round(estep.samples / estep.seconds, 3),
@@ -121,9 +212,8 @@ def sweep(base: BaseWeights, rows: list[dict[str, Any]], validation: list[Proble
     for rate in [float(r) for r in args.learning_rates.split(",")]:
         settings = MStepSettings(epochs=args.epochs, learning_rate=rate, batch_size=args.batch_size,
                                  patience=args.epochs, eval_max_new_tokens=args.max_new_tokens)
-        result = fine_tune(base, rows, validation,
-                           args.output_dir / "models" / f"sweep-lr{rate:g}", seed=args.seed,
-                           settings=settings)
+        result = fine_tune_kept(base, rows, validation,
+                                args.output_dir / "models" / f"sweep-lr{rate:g}", settings, args)
         runs.append((rate, result))
         print(f"  sweep lr {rate:g}: validation greedy by epoch {result.validation_rewards}, "
               f"{result.seconds:.0f} s")
@@ -156,13 +246,19 @@ def print_table(report: dict[str, Any], k: int) -> None:
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     check_train_extra()
+    if claim_output_dir(args.output_dir, run_settings(args)):
+        print(f"resuming the run in {args.output_dir}: finished pieces are kept")
     started = time.perf_counter()
     problems = load_problems(f"generate:arithmetic:{args.steps}",
                              count=args.train + args.validation + args.heldout, seed=args.seed)
     train, validation, heldout = split(problems, (args.train, args.validation, args.heldout),
                                        args.seed)
     base = BaseWeights.from_engine(args.engine)
-    engine = export_base(base, args.output_dir / "models" / "base")
+    base_folder = args.output_dir / "models" / "base"
+    engine = load_export(base_folder)
+    if engine is None:
+        engine = export_base(base, base_folder)
+        save_export(base_folder, engine)
     report: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
                               "split": {"train": len(train), "validation": len(validation),
                                         "heldout": len(heldout)}, "iterations": []}
@@ -170,9 +266,7 @@ def main(argv: list[str] | None = None) -> Path:
     for iteration in range(args.iterations + 1):
         last = iteration == args.iterations
         print(f"iteration {iteration}: E-step with {engine.rsplit('/', 1)[-1]}")
-        estep = run_estep(heldout if last else train + heldout, engine, k=args.k,
-                          max_per_problem=args.max_per_problem, seed=args.seed,
-                          max_new_tokens=args.max_new_tokens)
+        estep = chunked_estep(heldout if last else train + heldout, engine, iteration, args)
         metrics, greedy = heldout_metrics(estep, heldout, args.k, base_greedy)
         base_greedy = base_greedy or greedy
         rows = [] if last else training_rows(estep, train, iteration, engine, args)
@@ -187,11 +281,10 @@ def main(argv: list[str] | None = None) -> Path:
             chosen = next(run for run in report["sweep"] if run["chosen"])
             rate, epochs = chosen["learning_rate"], max(1, chosen["best_epoch"])
         else:
-            result = fine_tune(base, rows, validation,
-                               args.output_dir / "models" / f"iteration-{iteration + 1}",
-                               seed=args.seed, settings=MStepSettings(
-                                   epochs=epochs, learning_rate=rate, batch_size=args.batch_size,
-                                   patience=epochs, eval_max_new_tokens=args.max_new_tokens))
+            result = fine_tune_kept(
+                base, rows, validation, args.output_dir / "models" / f"iteration-{iteration + 1}",
+                MStepSettings(epochs=epochs, learning_rate=rate, batch_size=args.batch_size,
+                              patience=epochs, eval_max_new_tokens=args.max_new_tokens), args)
         engine, mstep_seconds = result.engine, result.seconds
         report["iterations"][-1]["mstep"] = result.summary()
     report["wall_time_s"] = round(time.perf_counter() - started, 1)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from distilabel.models.llms import LLM
 from pydantic import PrivateAttr, validate_call
 
+from steps.engines import LLAMACPP_CONTEXT, LLAMACPP_SEQUENCES
 from steps.errors import UserError
 from steps.llms.base import (
     CONTEXT_OVERFLOW,
@@ -26,7 +27,7 @@ from steps.llms.base import (
 )
 
 if TYPE_CHECKING:
-    from steps.engines import EngineSpec
+    from steps.engines import EngineSpec, LocalDecoding
 
 # llama.cpp's OpenMP threads spin while waiting by default; with one engine per distilabel step
 # process on a small machine they starve each other (a tenfold slowdown was measured here).
@@ -77,21 +78,23 @@ class LlamaCppEngine(LLM):
     sequence's context; `invalid_schema`, `chat_template`, `empty_prompt`), not as an exception.
 
     Memory: the KV cache holds `n_seq_max × n_ctx` tokens (about 23 KB each for SmolLM2-135M,
-    so 8 × 4096 is about 750 MB), allocated when the model loads.
+    so 8 × 4096 is about 750 MB), allocated when the model loads. A caller that knows its batch
+    and prompts sizes both with `build_llm(..., sequences=, prompts=)` (`LocalDecoding.fit`).
     """
 
     model_path: str
-    n_ctx: int = 4096  # tokens per sequence: prompt + generated
-    n_seq_max: int = 8  # sequences decoded together
+    n_ctx: int = LLAMACPP_CONTEXT  # tokens per sequence: prompt + generated
+    n_seq_max: int = LLAMACPP_SEQUENCES  # sequences decoded together
     n_threads: int | None = None
     _model: Any = PrivateAttr(default=None)
     _decoder: Any = PrivateAttr(default=None)
 
     @classmethod
-    def from_spec(cls, spec: EngineSpec, n_threads: int | None,
-                  generation: dict[str, Any]) -> LlamaCppEngine:
-        """The engine of a parsed spec (`steps.engines.build_llm`)."""
-        return cls(model_path=spec.model, n_threads=n_threads, generation_kwargs=generation)
+    def from_spec(cls, spec: EngineSpec, n_threads: int | None, generation: dict[str, Any],
+                  decoding: LocalDecoding | None = None) -> LlamaCppEngine:
+        """The engine of a parsed spec (`steps.engines.build_llm`), opened as `decoding` says."""
+        sized = {} if decoding is None else {"n_seq_max": decoding.n_seq_max, "n_ctx": decoding.n_ctx}
+        return cls(model_path=spec.model, n_threads=n_threads, generation_kwargs=generation, **sized)
 
     @staticmethod
     def preflight(spec: EngineSpec, timeout_s: float) -> None:

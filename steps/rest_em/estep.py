@@ -274,10 +274,13 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
             budget=budget.step_field() if budget is not None else None)
         sample = SampleSolutions(
             name="sample_solutions", k=k, seed=seed, input_batch_size=batch_size,
-            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **sampling))
+            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens,
+                          sequences=batch_size * k, prompts=[row["prompt"] for row in data],
+                          **sampling))
         greedy = SampleSolutions(
             name="greedy_solution", seed=seed, input_batch_size=batch_size,
-            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens, **GREEDY))
+            llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens,
+                          sequences=batch_size, prompts=[row["prompt"] for row in data], **GREEDY))
         if serving is not None:  # both branches: the same slots, timeout and retries
             for step in (sample, greedy):
                 slots.serve(step.llm, engine, serving.request_timeout, serving.request_retries)
