@@ -133,14 +133,15 @@ class LocalDecoding:
 
         `n_ctx` is the longest prompt's UTF-8 bytes (a byte-level BPE token is at least one
         byte, so an upper bound of its tokens) + `TEMPLATE_BYTES` + `max_new_tokens`, rounded up
-        to `CONTEXT_STEP`.
+        to `CONTEXT_STEP`, and never more than `LLAMACPP_CONTEXT`: short prompts shrink the KV
+        cache, long ones do not grow it (a longer prompt is a `context_overflow`, as without a fit).
         """
         n_seq_max = max(1, min(MOST_SEQUENCES, sequences))
         if not prompts:
             return cls(n_seq_max)
         longest = max(len(json.dumps(prompt, ensure_ascii=False).encode()) for prompt in prompts)
-        return cls(n_seq_max, CONTEXT_STEP * math.ceil(
-            (longest + TEMPLATE_BYTES + max_new_tokens) / CONTEXT_STEP))
+        return cls(n_seq_max, min(LLAMACPP_CONTEXT, CONTEXT_STEP * math.ceil(
+            (longest + TEMPLATE_BYTES + max_new_tokens) / CONTEXT_STEP)))
 
 
 KINDS: dict[str, EngineKind] = {kind.name: kind for kind in [

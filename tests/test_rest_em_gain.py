@@ -137,6 +137,7 @@ def test_local_decoding_sizes_llamacpp_only() -> None:
     prompt = [{"role": "user", "content": "x" * 500}]
     assert LocalDecoding.fit(8 * 16, [prompt], 192) == LocalDecoding(MOST_SEQUENCES, 1024)
     assert LocalDecoding.fit(2, None, 192) == LocalDecoding(2)
+    assert LocalDecoding.fit(8, ["x" * 20_000], 192).n_ctx == 4096  # never grown past the default
     llm = build_llm("embedded", sequences=2, prompts=[prompt], max_new_tokens=192)
     assert (llm.n_seq_max, llm.n_ctx) == (2, 1024)
     default = build_llm("embedded", max_new_tokens=192)
