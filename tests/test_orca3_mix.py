@@ -18,7 +18,7 @@ from huggingface_hub import DatasetCard
 from publish_fixtures import build_repo
 
 from steps import REPO_ROOT, repo_folder
-from steps.agentinstruct.checkpoint import CHECKPOINT_SCHEMA, Checkpoints
+from steps.agentinstruct.checkpoint import CHECKPOINT_SCHEMA, ITEM, Checkpoints
 from steps.publish import write_card
 from steps.rows import FAILURE_SCHEMA, ROW_SCHEMA, to_table
 
@@ -152,22 +152,27 @@ def test_bad_option_leaves_an_earlier_run_untouched(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
-def test_rerun_retries_batches_that_failed(tmp_path: Path) -> None:
-    """A committed batch with a failure a rerun may fix (an engine error) is discarded on rerun,
-    so its items are redone; a batch without failures, or with content failures only (final
-    outcomes), stays done."""
+def test_rerun_retries_exactly_the_items_that_failed(tmp_path: Path) -> None:
+    """An item with a failure a rerun may fix (an engine error) is un-committed on rerun, so it is
+    redone; the other items of its batch stay done with their rows, and items with content
+    failures only (final outcomes) stay done."""
     batches = (("ok", ["a"], []), ("bad", ["b", "c"], [("c", "engine_error:503")]),
                ("parsed", ["d"], [("d", "invalid_json")]))
     for batch, items, failed in batches:
-        pq.write_table(CHECKPOINT_SCHEMA.empty_table(), tmp_path / f"{batch}.rows.parquet")
+        rows = [{"id": f"{i}-row", "messages": [], ITEM: i, "config": "s", "quota": 9} for i in items]
+        pq.write_table(to_table(rows, CHECKPOINT_SCHEMA), tmp_path / f"{batch}.rows.parquet")
         pq.write_table(to_table([{"item_id": i, "reason": r} for i, r in failed],
                                 FAILURE_SCHEMA), tmp_path / f"{batch}.failures.parquet")
         (tmp_path / f"{batch}.done.json").write_text(json.dumps(
-            {"items": items, "calls": {}, "tokens": {"input": 0, "output": 0}}))
+            {"items": items, "calls": {}, "tokens": {"input": 5, "output": 5}}))
     checkpoints = Checkpoints(tmp_path)
     assert checkpoints.done == {"a", "b", "c", "d"}
     assert checkpoints.discard_failed() == 1
-    assert checkpoints.done == {"a", "d"} and not list(tmp_path.glob("bad.*"))
+    assert checkpoints.done == {"a", "b", "d"} and not list(tmp_path.glob("bad.*"))
+    assert sorted(checkpoints._read(".rows.parquet", CHECKPOINT_SCHEMA)["id"]) == [
+        "a-row", "b-row", "d-row"]
+    assert checkpoints.tokens == {"input": 15, "output": 15}  # what was spent stays counted
+    assert Checkpoints(tmp_path).discard_failed() == 0  # nothing left to retry
 
 
 def test_a_folder_genteach_did_not_write_is_refused(tmp_path: Path) -> None:

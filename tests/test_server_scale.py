@@ -6,6 +6,7 @@ protocol double (tests/openai_double.py) on loopback, with no latency and tiny p
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -110,6 +111,24 @@ def test_a_rerun_completes_the_failed_items(server: OpenAIDouble, tmp_path: Path
     assert sorted(failures(tmp_path / "out")["reason"]) == sorted(
         failures(tmp_path / "clean")["reason"]) and not any(
         r.startswith("engine_error") for r in failures(tmp_path / "out")["reason"])
+
+
+def test_a_rerun_retries_only_the_items_that_failed(server: OpenAIDouble, tmp_path: Path) -> None:
+    """All items share one batch here (--max-concurrency 8): the items that succeeded stay done,
+    only those with engine errors are sent again, and the final rows equal a fault-free run's."""
+    clean = orca(server.url, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    full = server.stats()["requests"]
+    server.configure(fail_rate=0.1, fail_status=503)
+    assert orca(server.url, tmp_path / "out", "--request-retries", "0").returncode == 3
+    assert rows(tmp_path / "out").height > 0  # some items succeeded beside the failed ones
+    server.configure(fail_rate=0.0)
+    server.reset_stats()
+    rerun = orca(server.url, tmp_path / "out", "--request-retries", "0")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    done_before = int(re.search(r"\((\d+) already done\)", rerun.stdout)[1])
+    assert done_before > 0 and 0 < server.stats()["requests"] < full
+    assert rows(tmp_path / "out").equals(rows(tmp_path / "clean"))
 
 
 def test_magpie_with_every_request_failing_records_engine_reasons(server: OpenAIDouble,

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from distilabel.steps import Step, StepInput
 from distilabel.typing import GeneratorStepOutput, StepOutput
 from typing_extensions import override
@@ -33,8 +34,9 @@ from steps.rows import FAILURE_SCHEMA, FUNNEL_SCHEMA, ROW_SCHEMA, stable_id, to_
 
 TRIES = "tries"  # one file per try of the run: its elapsed wall time
 ORDER = "_order"  # hidden sort key: item, task, round, so configs come out in plan order
+ITEM = "_item_id"  # the work item a checkpointed row came from (a rerun may retry that item)
 CHECKPOINT_SCHEMA = ROW_SCHEMA.append(pa.field(ORDER, pa.int64())).append(
-    pa.field("quota", pa.int64()))
+    pa.field("quota", pa.int64())).append(pa.field(ITEM, pa.string()))
 
 
 class PlannedItems(FeedWithinBudget):
@@ -102,7 +104,8 @@ class CheckpointWriter(Step):
              "reference_answer": unit["reference_answer"], "agent_model": self.agent_model,
              "teacher_model": self.teacher_model, "generation_params": self.generation_params,
              "run_id": self.run_id, "quota": item["quota"],
-             ORDER: (item["item_index"] * 1000 + unit["task"]) * 100 + unit["round"]}
+             ORDER: (item["item_index"] * 1000 + unit["task"]) * 100 + unit["round"],
+             ITEM: item["item_id"]}
             for unit in item.get("units") or [] if unit.get("messages")
         ]
 
@@ -255,22 +258,42 @@ class Checkpoints:
                 "failure_reasons": {f"{c}/{r}": n for (c, r), n in sorted(funnel.items())}}
 
     def discard_failed(self) -> int:
-        """Remove committed batches that hold failures a rerun may fix (engine errors).
+        """Un-commit the items that hold failures a rerun may fix (engine errors).
 
-        A rerun then retries their items (the batch's other items are redone with them: same
-        seeds, same rows). Content failures are final outcomes and stay committed.
+        A rerun then retries exactly those items; the other items of their batches stay done
+        with their rows (re-committed as a batch of their own). Content failures are final
+        outcomes and stay committed.
 
         Returns:
-            The number of batches removed.
+            The number of items un-committed.
         """
-        failed = [p for p in self._files("*.failures.parquet")
-                  if any(rerun_may_fix(f) for f in storage.read_parquet(p).select(["reason"]).to_pylist())]
-        for path in failed:  # the marker first: a batch is never seen done without its rows
+        retried = 0
+        for path in self._files("*.failures.parquet"):
+            failures = storage.read_parquet(path)
+            retry = {f["item_id"] for f in failures.select(["item_id", "reason"]).to_pylist()
+                     if rerun_may_fix(f)}
+            if not retry:
+                continue
             batch = path.removesuffix(".failures.parquet")
-            for suffix in (".done.json", ".rows.parquet", ".failures.parquet"):
+            marker = json.loads(storage.read_bytes(f"{batch}.done.json"))
+            rows = storage.read_parquet(f"{batch}.rows.parquet")
+            # The old marker goes first: a crash from here on redoes the whole batch (more work,
+            # never a lost or doubled row); the kept items are committed anew below.
+            storage.remove(f"{batch}.done.json")
+            keep = [item for item in marker["items"] if item not in retry]
+            if keep:
+                kept = storage.join(self.work_dir, stable_id(sorted(keep)))
+                storage.write_parquet(f"{kept}.rows.parquet", rows.filter(
+                    pc.invert(pc.is_in(rows[ITEM], pa.array(sorted(retry))))))
+                storage.write_parquet(f"{kept}.failures.parquet", failures.filter(
+                    pc.invert(pc.is_in(failures["item_id"], pa.array(sorted(retry))))))
+                storage.write_bytes_atomic(f"{kept}.done.json",
+                                           json.dumps({**marker, "items": keep}).encode())
+            for suffix in (".rows.parquet", ".failures.parquet"):
                 storage.remove(batch + suffix)
+            retried += len(set(marker["items"]) & retry)
         self.markers = self._markers()
-        return len(failed)
+        return retried
 
     def discard_incomplete(self) -> int:
         """Remove files of batches that never got their marker; they will be redone."""
