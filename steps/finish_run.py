@@ -60,8 +60,11 @@ def check_output_folder(repo_dir: Path) -> None:
     holding other files would lose its README and publish them.
 
     Raises:
-        UserError: the folder holds files genteach did not write.
+        UserError: the folder holds files genteach did not write, or the path is a file.
     """
+    if repo_dir.exists() and not repo_dir.is_dir():
+        raise UserError(f"--output-dir {portable_path(repo_dir)} is a file, not a folder; choose "
+                        "a new or empty folder (nothing was done)")
     if not repo_dir.is_dir() or not any(repo_dir.iterdir()):
         return
     ours = (repo_folder.RUN_FILE, repo_folder.DATA_DIR, WORK_DIR)

@@ -1,12 +1,15 @@
 """How a run ends: the summary lines a user reads (counts in plain English)."""
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from publish_fixtures import FAILED, build_repo
 
-from steps import repo_folder
+from steps import REPO_ROOT, repo_folder
 from steps.finish_run import counted, failure_line, finish_run
 from steps.recipe_config import RecipeConfig
 from steps.run_record import RunRecord
@@ -42,3 +45,19 @@ def test_failure_line_agrees_with_its_count(tmp_path: Path) -> None:
     one = repo_folder.read_config(tmp_path, repo_folder.FAILURES).slice(0, 1)
     repo_folder.write_config(tmp_path, repo_folder.FAILURES, one)
     assert failure_line(tmp_path, "run-test")[0].startswith("1 work item failed (")
+
+
+@pytest.mark.parametrize(("script", "required"), [("orca3_mix", []), ("magpie", ["--rows", "2"]),
+                                                  ("rest_em", [])])
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path: Path, script: str,
+                                                  required: list[str]) -> None:
+    target = tmp_path / "afile.txt"
+    target.write_text("mine\n")
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "pipelines" / f"{script}.py"),
+                           *required, "--output-dir", str(target)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "error: --output-dir afile.txt is a file, not a folder; choose a new or empty folder "
+        "(nothing was done)"]
+    assert target.read_text() == "mine\n"
