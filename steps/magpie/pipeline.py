@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distilabel.pipeline import Pipeline
 from distilabel.steps import Step, StepInput
 from distilabel.typing import StepColumns, StepOutput
 from pydantic import PrivateAttr
@@ -35,6 +34,7 @@ from steps.magpie.rows import MagpieRows, Provenance, conversation_rows
 from steps.magpie.sampling import generation_kwargs
 from steps.magpie.tagging import JUDGE_MAX_TOKENS, MagpieTagger
 from steps.magpie.turns import MagpieConversations, MagpieInstruction, MagpieResponse
+from steps.pipeline import Pipeline
 from steps.publish.scrub import portable
 
 
