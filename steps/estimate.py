@@ -621,14 +621,21 @@ class TokenBudget:
 
     def reached(self, tokens: dict[str, int]) -> str | None:
         """Why the run must stop now (one line), or None; `tokens` has "input" and "output"."""
+        passed = self.passed(tokens)
+        return f"{passed}; {self.rerun}" if passed else None
+
+    def passed(self, tokens: dict[str, int]) -> str | None:
+        """Which cap `tokens` ("input", "output") reach, or None.
+
+        E.g. `token budget reached: 1,670 of --max-tokens-total 500`.
+        """
         used = tokens.get("input", 0) + tokens.get("output", 0)
         if self.max_tokens_total is not None and used >= self.max_tokens_total:
-            return (f"token budget reached: {used:,} of --max-tokens-total "
-                    f"{self.max_tokens_total:,}; {self.rerun}")
+            return f"token budget reached: {used:,} of --max-tokens-total {self.max_tokens_total:,}"
         cost = token_cost(tokens.get("input", 0), tokens.get("output", 0), self.price_in,
                           self.price_out)
         if self.max_cost is not None and cost is not None and cost >= self.max_cost:
-            return f"cost budget reached: {cost:,.2f} of --max-cost {self.max_cost:,.2f}; {self.rerun}"
+            return f"cost budget reached: {cost:,.2f} of --max-cost {self.max_cost:,.2f}"
         return None
 
     def check_estimate(self, estimate: Estimate) -> str | None:

@@ -158,8 +158,14 @@ def finish_run(config: RecipeConfig, record: RunRecord, *, curation: object | No
     try:
         written = _write_and_publish(config, record, curation, work_items, license)
     finally:
+        budget, tokens = getattr(config, "budget", None), (record.model_extra or {}).get("tokens")
         if unfinished:
             print(unfinished, file=sys.stderr)
+        elif budget is not None and tokens and (passed := budget.passed(tokens)):
+            # every work item was already fed when the cap was checked: say so, not silence
+            print(f"all work items were done, but the run passed its cap ({passed}): a cap is "
+                  "checked between batches and this run's batches were all under way; a smaller "
+                  "--batch-size checks it sooner", file=sys.stderr)
     if unfinished:
         raise SystemExit(FAILED_ITEMS_EXIT)
     return written

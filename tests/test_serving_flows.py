@@ -127,3 +127,13 @@ def test_capped_magpie_stops_and_a_rerun_with_a_higher_cap_ends_with_the_uncappe
     assert full.returncode == 0, full.stderr[-2000:]
     assert magpie_rows(tmp_path / "capped") == magpie_rows(tmp_path / "full")
     assert "not_done" not in json.loads((tmp_path / "capped" / repo_folder.RUN_FILE).read_text())
+
+
+def test_a_cap_passed_by_work_already_under_way_is_said(server: OpenAIDouble, tmp_path: Path) -> None:
+    """One batch holds every conversation, so the cap cannot stop anything: the run completes
+    (exit 0) and its last line says it passed the cap, and why."""
+    done = run(MAGPIE, server.url, tmp_path / "out", "--rows", "4", "--template", "chatml",
+               "--max-tokens-total", "10")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "all work items were done, but the run passed its cap (token budget reached: ")
