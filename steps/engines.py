@@ -164,6 +164,7 @@ KINDS: dict[str, EngineKind] = {kind.name: kind for kind in [
     EngineKind("sglang", "sglang:MODEL", "steps.servers.engine:ServedEngine", raw_prompts=True,
                local_gguf=False, served=True),
 ]}
+ENGINE_FORMS = ", ".join(kind.usage for kind in KINDS.values())  # every spec form, for help texts
 
 
 def embedded_gguf() -> Path:

@@ -175,8 +175,11 @@ def test_openai_compatible_server(openai_server: str) -> None:
     llm = build_llm(f"openai:smollm2@{openai_server}", max_new_tokens=400, temperature=0.0,
                     top_k=40, repeat_penalty=1.1)  # extras travel in the request body
     llm.load()
-    chat, structured, raw = llm.generate_outputs(
-        inputs=[CHAT, (CHAT, SCHEMA), "<|im_start|>user\n"], **llm.generation_kwargs)
+    try:
+        chat, structured, raw = llm.generate_outputs(
+            inputs=[CHAT, (CHAT, SCHEMA), "<|im_start|>user\n"], **llm.generation_kwargs)
+    finally:
+        llm.unload()
     assert chat["generations"][0].strip()
     assert structured["errors"] == [None], structured["errors"]
     assert Question.model_validate(json.loads(structured["generations"][0], strict=False)).answer

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from steps import DATA_ROOT
 from steps.cluster import ClusterOptions
+from steps.engines import ENGINE_FORMS
 from steps.recipe_config import RecipeConfig, run_option
 from steps.serving import ServingOptions
 
@@ -38,8 +39,7 @@ class Orca3MixConfig(RecipeConfig, ClusterOptions, ServingOptions):
     rows: int = Field(68, ge=1, description="rows to make in total")
     mix: dict[str, float] = Field({}, description="per-skill weights, e.g. rc=2,code_=0.5 "
                                   "(unnamed skills weigh 1)")
-    agent_llm: str = Field("embedded", description="engine of the flow agents: embedded, "
-                           "llamacpp:PATH.gguf, openai:MODEL@BASE_URL or vllm:MODEL")
+    agent_llm: str = Field("embedded", description=f"engine of the flow agents: {ENGINE_FORMS}")
     teacher: str = Field("embedded", description="engine that answers the tasks (same specs)")
     agent_temperature: float = Field(0.7, ge=0, description="sampling temperature of the agents")
     teacher_temperature: float = Field(0.0, ge=0, description="sampling temperature of the teacher")

@@ -197,7 +197,7 @@ def resolve_template(engine: EngineSpec, override: str | None = None) -> ChatTem
     gguf = from_gguf(engine.gguf_path) if engine.gguf_path else None
     if override is None:
         if gguf is None:
-            raise UserError(f"engine {engine.model!r}: an OpenAI-compatible server does not say "
+            raise UserError(f"--engine {engine.model!r}: an OpenAI-compatible server does not say "
                             "its chat template; pass --template (a family name, a "
                             "tokenizer_config.json or a .jinja file)")
         return gguf

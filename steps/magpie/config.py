@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Self
 from pydantic import Field, field_validator, model_validator
 
 from steps.cluster import ClusterOptions
-from steps.engines import EngineSpec
+from steps.engines import ENGINE_FORMS, EngineSpec
 from steps.errors import UserError
 from steps.magpie.chat_template import ChatTemplate, resolve_template
 from steps.magpie.language import iso_codes
@@ -44,8 +44,7 @@ class MagpieConfig(RecipeConfig, ClusterOptions, ServingOptions):
     rows: int = Field(ge=1, description="conversations to make")
     turns: int = Field(default=1, ge=1, description="user/assistant turns per conversation")
     engine: str = Field("embedded", description="the aligned model that writes the instructions "
-                        "(and, by default, the responses): embedded, llamacpp:PATH.gguf or "
-                        "openai:MODEL@BASE_URL")
+                        f"(and, by default, the responses): {ENGINE_FORMS}")
     response_engine: str | None = Field(None, description="another model for the responses "
                                         "(default: --engine)")
     template: str | None = Field(None, description="chat template override: a family name "

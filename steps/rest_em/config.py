@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Self
 from pydantic import Field, model_validator
 
 from steps.cluster import ClusterOptions
+from steps.engines import ENGINE_FORMS
 from steps.errors import UserError
 from steps.recipe_config import RecipeConfig
 from steps.serving import ServingOptions
@@ -32,8 +33,7 @@ class RestEmConfig(RecipeConfig, ClusterOptions, ServingOptions):
     problems: str = Field("generate:arithmetic", description="a .jsonl/.parquet problems file "
                           "(question + answer or tests), or generate:arithmetic")
     count: int = Field(200, ge=1, description="problems made by generate:arithmetic")
-    engine: str = Field("embedded", description="the model that samples: embedded, "
-                        "llamacpp:PATH.gguf, openai:MODEL@URL or vllm:MODEL")
+    engine: str = Field("embedded", description=f"the model that samples: {ENGINE_FORMS}")
     k: int = Field(32, ge=1, description="solutions sampled per problem (paper: 32 math, 64 code)")
     max_per_problem: int = Field(10, ge=1, description="correct solutions kept per problem "
                                  "(paper: 10)")
