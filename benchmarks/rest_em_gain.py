@@ -59,8 +59,12 @@ from steps.rest_em.run_store import (
 )
 
 
+class HelpFormat(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and each option's default."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--small", action="store_true",
                    help="smoke run: 8 train, 4 validation, 8 held-out one- and two-step problems (so "
                         "that the base solves some), k 4, short outputs")
@@ -77,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="most epochs of the sweep")
     p.add_argument("--batch-size", type=int, default=8, help="M-step batch size")
     p.add_argument("--max-new-tokens", type=int, default=192, help="longest solution")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the problems, the split and sampling")
     p.add_argument("--chunk", type=int, default=32,
                    help="problems per E-step chunk, the unit a rerun resumes from (a multiple of "
                         "the E-step's batch of 8 keeps the engine full)")

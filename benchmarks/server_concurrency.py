@@ -13,14 +13,14 @@ to last answer).
 
     ideal = max(requests × latency ÷ N, chain depth × latency)
 
-N is the concurrency the setting asks for (`--max-concurrency N`; for `--batch-size B`, where the
-recipes have no concurrency option, N = B, the work items one step holds at a time), the chain
+N is the concurrency the setting asks for (`--max-concurrency N`; for `--batch-size B`, the knob
+users had before --max-concurrency, N = B, the work items one step holds at a time), the chain
 depth is the longest run of requests one work item makes one after another (AgentInstruct:
 transformation, seed instructions, suggester + editor per round, teacher, then follow-up +
 teacher per extra turn; Magpie: instruction + response per turn). wall is the busy window, so
 process start-up and writing the dataset are not counted. "At cap" is the window from the first to
 the last moment the server held the peak (N, once reached): a chain of steps has less than N
-requests ready while it fills and drains, and this window leaves those ends out. Goal (issue 11):
+requests ready while it fills and drains, and this window leaves those ends out. Goal:
 mean in flight ≥ 0.8 N while work remains, wall ÷ ideal ≤ 1.3.
 """
 
