@@ -115,7 +115,8 @@ class LocalDecoding:
     llama.cpp allocates its KV cache when the model loads, `n_seq_max × n_ctx` cells (about 23 KB
     each for SmolLM2-135M: 8 × 4096 is 750 MB, 8 × 1024 is 190 MB). Texts do not depend on
     `n_ctx` (measured: 128 of 128 equal at 1024 and 4096); for `n_seq_max` see `MOST_SEQUENCES`.
-    A prompt + max_new_tokens longer than `n_ctx` is a `context_overflow` failure of that request.
+    A request's max_new_tokens is cut to what `n_ctx` leaves after its prompt; a prompt that fills
+    `n_ctx` is a `context_overflow` failure of that request.
     """
 
     n_seq_max: int = LLAMACPP_SEQUENCES

@@ -74,8 +74,9 @@ class LlamaCppEngine(LLM):
     Sampling applies only what the caller asks: no top-k, min-p or repetition penalty by default
     (llama-cpp-python's defaults, top-k 40, min-p 0.05 and repeat_penalty 1.1, are not the
     papers'; ReST-EM asks for top-k 40 itself). A request that cannot be decoded comes back as an
-    error with the decoder's reason (`context_overflow`: prompt + max_new_tokens longer than a
-    sequence's context; `invalid_schema`, `chat_template`, `empty_prompt`), not as an exception.
+    error with the decoder's reason (`context_overflow`: the prompt fills a sequence's context;
+    `invalid_schema`, `chat_template`, `empty_prompt`), not as an exception. max_new_tokens is
+    cut to the context left after the prompt.
 
     Memory: the KV cache holds `n_seq_max × n_ctx` tokens (about 23 KB each for SmolLM2-135M,
     so 8 × 4096 is about 750 MB), allocated when the model loads. A caller that knows its batch
@@ -162,7 +163,6 @@ class LlamaCppEngine(LLM):
         for members, result in zip(groups.values(), self._decoder.generate(requests), strict=True):
             error = result.error and engine_error(result.error, _ERROR_MESSAGES.get(
                 result.error, result.error).format(prompt=result.prompt_tokens,
-                                                   new=sampling["max_new_tokens"],
                                                    ctx=self._decoder.n_ctx_per_seq))
             for slot, member in enumerate(members):
                 generations[member] = [
@@ -204,7 +204,7 @@ class LlamaCppEngine(LLM):
 
 # What a decoder's refusal says on the card (`BatchedDecoder` reasons).
 _ERROR_MESSAGES = {
-    CONTEXT_OVERFLOW: "Requested tokens ({prompt} prompt + {new} new) exceed context window of {ctx}",
+    CONTEXT_OVERFLOW: "Requested tokens ({prompt} prompt) exceed context window of {ctx}",
     "invalid_schema": "the JSON schema does not compile to a llama.cpp grammar",
     "chat_template": "the model's chat template rejected the messages",
     "empty_prompt": "the prompt has no tokens",

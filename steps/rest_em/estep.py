@@ -261,6 +261,7 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
     threads = max(1, (os.cpu_count() or 2) // 2)  # the two branches share the CPU
     data = [{"problem_id": p.id, "problem": json.dumps(dataclasses.asdict(p)),
              "prompt": solution_prompt(p)} for p in problems]
+    prompts = [row["prompt"] for row in data]
     concurrency = serving.concurrency(engine) if serving else 1
     batch_size = items_per_batch(batch_size, concurrency, [engine])
     # Ray actors on other nodes cannot share this process's slots (a Manager).
@@ -275,12 +276,11 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         sample = SampleSolutions(
             name="sample_solutions", k=k, seed=seed, input_batch_size=batch_size,
             llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens,
-                          sequences=batch_size * k, prompts=[row["prompt"] for row in data],
-                          **sampling))
+                          sequences=batch_size * k, prompts=prompts, **sampling))
         greedy = SampleSolutions(
             name="greedy_solution", seed=seed, input_batch_size=batch_size,
             llm=build_llm(engine, n_threads=threads, max_new_tokens=max_new_tokens,
-                          sequences=batch_size, prompts=[row["prompt"] for row in data], **GREEDY))
+                          sequences=batch_size, prompts=prompts, **GREEDY))
         if serving is not None:  # both branches: the same slots, timeout and retries
             for step in (sample, greedy):
                 slots.serve(step.llm, engine, serving.request_timeout, serving.request_retries)
