@@ -81,6 +81,13 @@ def test_benchmark_refuses_another_runs_folder(tmp_path: Path, capsys: pytest.Ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]  # no work started
 
 
+def test_replicas_is_a_run_option_a_resumed_run_may_change() -> None:
+    gain = _gain_module()
+    one, three = (gain.parse_args(["--replicas", n, "--output-dir", "x"]) for n in ("1", "3"))
+    assert gain.run_settings(one) == gain.run_settings(three)
+    assert gain.run_settings(one) != gain.run_settings(gain.parse_args(["-k", "8"]))
+
+
 def test_rowless_tells_a_stopped_pipeline_from_engine_failures() -> None:
     problem = _problems(1)[0]
     assert not rowless(_result(problem))

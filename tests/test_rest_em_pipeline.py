@@ -103,3 +103,20 @@ def test_estep_writes_capped_rows_funnel_and_metrics(tmp_path: Path) -> None:
     removed = sum(n for (stage, _), n in funnel.items() if stage in ("verification", "cap"))
     assert funnel[("input", "rows_in")] - removed == funnel[("output", "rows_out")] == len(rows)
 
+
+
+@pytest.mark.model
+def test_estep_replicas_decode_the_same_samples_and_greedy_answers() -> None:
+    """Two local replicas of each E-step LLM step (one llama.cpp process each) split the batches
+    and give the texts one replica gives: every seed comes from the row, never from the replica."""
+    from steps.cluster import ClusterOptions
+    from steps.rest_em.estep import run_estep
+    from steps.rest_em.problems import arithmetic_problems
+
+    problems = arithmetic_problems(4, seed=3, steps=(1, 2))
+    one, two = (run_estep(problems, "embedded", k=2, max_per_problem=2, seed=0, max_new_tokens=24,
+                          batch_size=2, cluster=ClusterOptions(replicas=replicas))
+                for replicas in (1, 2))
+    assert [r.solutions for r in one.results] == [r.solutions for r in two.results]
+    assert all(None not in r.solutions for r in one.results)
+    assert [r.greedy for r in one.results] == [r.greedy for r in two.results]
