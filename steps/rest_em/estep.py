@@ -258,9 +258,10 @@ def run_estep(problems: list[Problem], engine: str, *, k: int, max_per_problem: 
         spent: tokens ({input, output}) earlier E-steps of the run used, counted against `budget`.
     """
     sampling = {**PAPER_SAMPLING, **(sampling or {})}
-    # The two branches' replicas share the CPU. One thread each: on 2 cores a second thread
-    # slowed llama.cpp (79 against 104 tokens/s, batched k = 16, SmolLM2-135M F32), whereas a
-    # second replica (`--replicas 2`) decoded 1.64x faster with the same texts.
+    # The two branches' replicas share the CPU (on 2 cores with 2 replicas: one thread each). A
+    # second thread in one process slowed llama.cpp on 2 cores (79 against 104 tokens/s, batched
+    # k = 16, SmolLM2-135M F32), whereas a second replica (`--replicas 2`) decoded 1.64x faster
+    # with the same texts.
     replicas = cluster.replicas if cluster is not None else 1
     threads = max(1, (os.cpu_count() or 2) // (2 * replicas))
     data = [{"problem_id": p.id, "problem": json.dumps(dataclasses.asdict(p)),
