@@ -8,8 +8,9 @@ train (default 400), validation (100) and held-out (200) by a seeded shuffle. Th
 is only ever measured; the validation split picks the M-step's settings.
 
     iteration 0  E-step with the base (exported as F32 GGUF, as fine-tuned models are): k samples
-                 per train problem (T 0.7, top-k 40, no repetition penalty), at most 4 correct
-                 kept -> D1; held-out greedy pass@1, pass@k and majority vote
+                 per train problem (T 0.7, top-k 40, no repetition penalty), at most
+                 --max-per-problem (4) correct kept -> D1; held-out greedy pass@1, pass@k and
+                 majority vote
     sweep        fine-tune the base on D1 once per learning rate; the validation greedy reward
                  after each epoch picks (learning rate, epochs). The chosen run is p1.
     iteration 1  E-step with p1 -> D2 and held-out metrics; fine-tune the *base* on D2 with the
@@ -22,12 +23,15 @@ goal: +5 points with the interval above 0; the paper's gains were +5.9 to +6.4),
 samples/s and the M-step's seconds.
 Writes everything to OUTPUT_DIR/results.json. Needs the [train] extra. The E-step is
 `steps.rest_em.estep.run_estep` on the engine as `steps.engines` builds it, so a faster engine
-(batched decoding) speeds this script up without a change here.
+(batched decoding) speeds this script up without a change here. It runs --replicas llama.cpp
+processes per LLM step, sharing the cores (default 2: on 2 cores 1.64x faster than 1, the same
+texts; each process holds its own copy of the weights).
 
 Resumable: each E-step runs in chunks of --chunk problems, and every finished chunk, base export
 and fine-tune is kept under OUTPUT_DIR (`steps.rest_em.run_store`); rerunning the same command
 skips them, so a killed run (Ctrl-C, kill) loses at most the piece in flight. Samples are seeded
-per problem, so chunks change no text. A different command into the same OUTPUT_DIR is refused.
+per problem, so chunks change no text. A command with other settings into the same OUTPUT_DIR
+is refused, naming the options that differ; --replicas is a run option a rerun may change.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ from typing import Any
 
 from steps import REPO_ROOT
 from steps.cluster import ClusterOptions
-from steps.errors import cli_main
+from steps.errors import cli_main, shown_path
+from steps.publish.scrub import portable
+from steps.recipe_config import CliParser
 from steps.rest_em.estep import PAPER_SAMPLING, EStepResult, ProblemResult, run_estep
 from steps.rest_em.metrics import bootstrap_interval, per_problem
 from steps.rest_em.mstep import check_train_extra, export_base, fine_tune
@@ -64,42 +70,74 @@ class HelpFormat(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     """The docstring as written, and each option's default."""
 
 
+# What --small sets; options given on the command line win over it.
+SMALL = {"train": 8, "validation": 4, "heldout": 8, "k": 4, "steps": "1-2",
+         "learning_rates": "1e-4", "epochs": 1, "max_new_tokens": 96}
+
+
+def at_least_one(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return int(text)
+
+
+def step_range(text: str) -> str:
+    """argparse type: MIN-MAX operations per problem, 1 <= MIN <= MAX <= 6 (kept as written)."""
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high) <= 6):
+        raise argparse.ArgumentTypeError(f"{text!r}: give MIN-MAX with 1 <= MIN <= MAX <= 6, e.g. 2-4")
+    return text
+
+
+def learning_rates(text: str) -> str:
+    """argparse type: comma-separated positive learning rates (kept as written)."""
+    try:
+        valid = all(float(rate) > 0 for rate in text.split(","))
+    except ValueError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers separated by commas, "
+                                         "e.g. 1e-5,3e-5")
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
+    """The options; a bad value is one `UserError` line (see --help) before any work."""
+    p = CliParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--small", action="store_true",
                    help="smoke run: 8 train, 4 validation, 8 held-out one- and two-step problems (so "
-                        "that the base solves some), k 4, short outputs")
+                        "that the base solves some), k 4, 1 epoch at lr 1e-4, short outputs; "
+                        "options given as well win")
     p.add_argument("--engine", default="embedded", help="a GGUF engine: embedded | llamacpp:PATH")
-    p.add_argument("--train", type=int, default=400, help="train problems")
-    p.add_argument("--validation", type=int, default=100, help="validation problems (the sweep)")
-    p.add_argument("--heldout", type=int, default=200, help="held-out problems (only measured)")
-    p.add_argument("--steps", default="2-4", help="operations per generated problem, MIN-MAX")
-    p.add_argument("-k", type=int, default=16, help="samples per problem")
-    p.add_argument("--max-per-problem", type=int, default=4, help="correct samples kept")
-    p.add_argument("--iterations", type=int, default=2, help="M-steps")
-    p.add_argument("--learning-rates", default="1e-5,3e-5,1e-4",
+    p.add_argument("--train", type=at_least_one, default=400, help="train problems")
+    p.add_argument("--validation", type=at_least_one, default=100,
+                   help="validation problems (the sweep)")
+    p.add_argument("--heldout", type=at_least_one, default=200,
+                   help="held-out problems (only measured)")
+    p.add_argument("--steps", type=step_range, default="2-4",
+                   help="operations per generated problem, MIN-MAX (1 <= MIN <= MAX <= 6)")
+    p.add_argument("-k", type=at_least_one, default=16, help="samples per problem")
+    p.add_argument("--max-per-problem", type=at_least_one, default=4, help="correct samples kept")
+    p.add_argument("--iterations", type=at_least_one, default=2, help="M-steps")
+    p.add_argument("--learning-rates", type=learning_rates, default="1e-5,3e-5,1e-4",
                    help="learning rates of the sweep, comma-separated")
-    p.add_argument("--epochs", type=int, default=3, help="most epochs of the sweep")
-    p.add_argument("--batch-size", type=int, default=8, help="M-step batch size")
-    p.add_argument("--max-new-tokens", type=int, default=192, help="longest solution")
+    p.add_argument("--epochs", type=at_least_one, default=3, help="most epochs of the sweep")
+    p.add_argument("--batch-size", type=at_least_one, default=8, help="M-step batch size")
+    p.add_argument("--max-new-tokens", type=at_least_one, default=192, help="longest solution")
     p.add_argument("--seed", type=int, default=0, help="seed of the problems, the split and sampling")
-    p.add_argument("--chunk", type=int, default=32,
+    p.add_argument("--chunk", type=at_least_one, default=32,
                    help="problems per E-step chunk, the unit a rerun resumes from (a multiple of "
                         "the E-step's batch of 8 keeps the engine full)")
-    p.add_argument("--replicas", type=int, default=2,
+    p.add_argument("--replicas", type=at_least_one, default=2,
                    help="replicas of the E-step's LLM steps, one llama.cpp process each (a run "
                         "option: same texts with any number, so a rerun may change it); on 2 cores "
                         "2 decode 1.64x faster than 1")
-    p.add_argument("--output-dir", type=Path, default=REPO_ROOT / "outputs" / "rest_em_gain")
-    args = p.parse_args(argv)
-    if args.small:
-        args.train, args.validation, args.heldout, args.k, args.steps = 8, 4, 8, 4, "1-2"
-        args.learning_rates, args.epochs, args.max_new_tokens = "1e-4", 1, 96
-    if args.chunk < 1:
-        p.error("--chunk must be at least 1")
-    if args.replicas < 1:
-        p.error("--replicas must be at least 1")
-    return args
+    p.add_argument("--output-dir", type=Path, default=REPO_ROOT / "outputs" / "rest_em_gain",
+                   help="where the run's pieces, settings.json and results.json are kept")
+    if p.parse_known_args(argv)[0].small:
+        p.set_defaults(**SMALL)
+    return p.parse_args(argv)
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -259,20 +297,21 @@ def print_table(report: dict[str, Any], k: int) -> None:
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     check_train_extra()
-    if claim_output_dir(args.output_dir, run_settings(args)):
-        print(f"resuming the run in {args.output_dir}: finished pieces are kept")
+    base = BaseWeights.from_engine(args.engine)
+    kept = claim_output_dir(args.output_dir, run_settings(args))  # after every input check
+    print(f"resuming the run in {shown_path(args.output_dir)}: {kept} finished pieces kept" if kept
+          else f"starting the run in {shown_path(args.output_dir)}")
     started = time.perf_counter()
     problems = load_problems(f"generate:arithmetic:{args.steps}",
                              count=args.train + args.validation + args.heldout, seed=args.seed)
     train, validation, heldout = split(problems, (args.train, args.validation, args.heldout),
                                        args.seed)
-    base = BaseWeights.from_engine(args.engine)
     base_folder = args.output_dir / "models" / "base"
     engine = load_export(base_folder)
     if engine is None:
         engine = export_base(base, base_folder)
         save_export(base_folder, engine)
-    report: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
+    report: dict[str, Any] = {"settings": {**run_settings(args), "replicas": str(args.replicas)},
                               "split": {"train": len(train), "validation": len(validation),
                                         "heldout": len(heldout)}, "iterations": []}
     base_greedy, mstep_seconds = None, None
@@ -302,9 +341,9 @@ def main(argv: list[str] | None = None) -> Path:
         report["iterations"][-1]["mstep"] = result.summary()
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "results.json").write_text(json.dumps(report, indent=2))
+    (args.output_dir / "results.json").write_text(json.dumps(portable(report), indent=2))
     print_table(report, args.k)
-    print(f"wrote {args.output_dir / 'results.json'} ({report['wall_time_s']} s)")
+    print(f"wrote {shown_path(args.output_dir / 'results.json')} ({report['wall_time_s']} s)")
     return args.output_dir
 
 

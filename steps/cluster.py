@@ -23,12 +23,13 @@ from steps.recipe_config import run_option
 
 
 class ClusterOptions(BaseModel):
-    """Run options of every generation recipe for running on a Ray cluster (issue 12)."""
+    """Run options of every generation recipe: LLM step replicas, locally or on a Ray cluster."""
 
     ray: bool = run_option(False, description="run the pipeline on a Ray cluster (extra `[ray]`): "
                            "each LLM step replica is an actor; same rows as without")
-    replicas: int = run_option(1, ge=1, description="replicas of each LLM step (client fan-out "
-                               "against a server engine; one llama.cpp each for a local engine)")
+    replicas: int = run_option(1, ge=1, description="replicas of each LLM step, with or without "
+                               "--ray (client fan-out against a server engine; one llama.cpp "
+                               "process each for a local engine)")
     ray_address: str | None = run_option(None, description="HOST:PORT of a running Ray cluster "
                                          "(default: $RAY_ADDRESS, else a local cluster)")
     engine_url: str | None = run_option(None, description="base URL (http://host:port/v1) of a "

@@ -248,10 +248,11 @@ def _help(info: FieldInfo, kind: Kind, text: str, default: Any = None) -> str:
     return text.replace("%", "%%")  # argparse formats help with %
 
 
-class _Parser(argparse.ArgumentParser):
+class CliParser(argparse.ArgumentParser):
     """argparse whose usage errors are one `UserError` line like every other bad input."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise the usage error as a `UserError` (one line, exit status 2 under `cli_main`)."""
         raise UserError(f"{message} (see --help)")
 
 
@@ -261,7 +262,7 @@ def build_parser(config: type[RecipeConfig], description: str | None = None) -> 
     Every option defaults to "not given" (argparse.SUPPRESS), so that only the flags a user typed
     override the YAML file.
     """
-    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = CliParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                      argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="a recipe YAML file (keys are the option names with underscores, "

@@ -62,13 +62,18 @@ def test_chunk_store_round_trip(tmp_path: Path) -> None:
     assert not list((tmp_path / "estep-0").glob(".*partial"))  # written whole, then renamed
 
 
-def test_settings_mismatch_is_refused(tmp_path: Path) -> None:
-    assert claim_output_dir(tmp_path, {"k": "16", "seed": "0"}) is False
-    assert claim_output_dir(tmp_path, {"k": "16", "seed": "0"}) is True
+def test_settings_mismatch_is_refused_naming_the_options(tmp_path: Path) -> None:
+    assert claim_output_dir(tmp_path, {"k": "16", "max_per_problem": "4"}) == 0
+    (tmp_path / "estep-0").mkdir()
+    (tmp_path / "estep-0" / "chunk-001.jsonl").write_text("{}\n")
+    assert claim_output_dir(tmp_path, {"k": "16", "max_per_problem": "4"}) == 1  # pieces kept
     with pytest.raises(UserError) as refused:
-        claim_output_dir(tmp_path, {"k": "4", "seed": "0"})
-    assert str(refused.value) == (f"--output-dir {tmp_path} holds a run with other settings; "
-                                  "use another folder")
+        claim_output_dir(tmp_path, {"k": "4", "max_per_problem": "4", "seed": "1"})
+    assert str(refused.value) == (f"--output-dir {tmp_path} holds a run with other settings (-k 16 "
+                                  "there, 4 here, --seed unset there, 1 here); give those options "
+                                  "or another folder")
+    with pytest.raises(UserError, match="is a file; give a folder"):
+        claim_output_dir(tmp_path / "estep-0" / "chunk-001.jsonl", {})
 
 
 def test_benchmark_refuses_another_runs_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -77,8 +82,31 @@ def test_benchmark_refuses_another_runs_folder(tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit) as exited:
         gain.main(["--small", "--output-dir", str(tmp_path)])
     assert exited.value.code == 2
-    assert capsys.readouterr().err.strip().endswith("holds a run with other settings; use another folder")
+    assert "holds a run with other settings (--epochs 3 there, 1 here," in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]  # no work started
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["-k", "0"], "argument -k: '0': give a whole number of at least 1"),
+    (["--replicas", "two"], "argument --replicas: 'two': give a whole number"),
+    (["--steps", "4-2"], "argument --steps: '4-2': give MIN-MAX"),
+    (["--learning-rates", "1e-5,x"], "argument --learning-rates: '1e-5,x': give positive numbers"),
+    (["--engine", "llamacpp:missing.gguf"], "missing.gguf"),
+])
+def test_bad_input_is_one_line_before_the_run_folder_is_claimed(
+        argv: list[str], names: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _gain_module().main([*argv, "--output-dir", str(tmp_path / "run")])
+    error = capsys.readouterr().err.strip()
+    assert exited.value.code == 2 and names in error and "\n" not in error
+    assert not (tmp_path / "run").exists()  # a corrected rerun is not refused as another run
+
+
+def test_small_sets_only_the_options_not_given() -> None:
+    gain = _gain_module()
+    small = gain.parse_args(["--small", "-k", "8"])
+    assert (small.k, small.train, small.epochs) == (8, 8, 1)
+    assert gain.parse_args(["-k", "8", "--small"]).k == 8
 
 
 def test_replicas_is_a_run_option_a_resumed_run_may_change() -> None:

@@ -31,7 +31,7 @@ class RestEmConfig(RecipeConfig, ClusterOptions, ServingOptions):
     caps_on_ray: ClassVar[bool] = False  # the E-step's scorers report tokens through a file
 
     problems: str = Field("generate:arithmetic", description="a .jsonl/.parquet problems file "
-                          "(question + answer or tests), or generate:arithmetic")
+                          "(question + answer or tests), or generate:arithmetic[:MIN-MAX] (MIN to MAX steps)")
     count: int = Field(200, ge=1, description="problems made by generate:arithmetic")
     engine: str = Field("embedded", description=f"the model that samples: {ENGINE_FORMS}")
     k: int = Field(32, ge=1, description="solutions sampled per problem (paper: 32 math, 64 code)")

@@ -37,7 +37,8 @@ def check_train_extra() -> None:
     """
     missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
     if missing:
-        raise UserError(f"--train needs the [train] extra ({', '.join(missing)} missing): "
+        raise UserError(f"the M-step (fine-tuning) needs the [train] extra ({', '.join(missing)} "
+                        "missing): "
                         "pip install -e '.[train]'")
 
 

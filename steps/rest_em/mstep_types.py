@@ -35,7 +35,7 @@ class BaseWeights:
         engine = EngineSpec.parse(spec)
         if not engine.engine_kind.trainable:
             trainable = ", ".join(kind.usage for kind in KINDS.values() if kind.trainable)
-            raise UserError(f"--train with --engine {spec}: the M-step fine-tunes local weights; "
+            raise UserError(f"--engine {spec}: the M-step fine-tunes local weights; "
                             f"use {trainable}")
         gguf = engine.gguf_path
         return cls(spec, str(gguf.parent), gguf.name) if gguf else cls(spec, engine.model)

@@ -41,27 +41,41 @@ def write_whole(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def claim_output_dir(output_dir: Path, settings: dict[str, Any]) -> bool:
+def claim_output_dir(output_dir: Path, settings: dict[str, Any]) -> int:
     """Record `settings` in `output_dir`, or check they are the ones recorded there.
 
     Returns:
-        Whether the folder already held this run (so finished pieces will be reused).
+        How many finished pieces (E-step chunks, exports, fine-tunes) the folder holds for this
+        run; 0 for a new run.
 
     Raises:
-        UserError: the folder holds a run with other settings (checked before any work).
+        UserError: `output_dir` is a file, or holds a run with other settings (the message names
+            each differing option with both values), checked before any work.
     """
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir} is a file; give a folder")
     path = output_dir / SETTINGS_FILE
-    if path.is_file():
-        try:
-            recorded = json.loads(path.read_text())
-        except (OSError, ValueError):
-            recorded = None
-        if recorded != settings:
-            raise UserError(f"--output-dir {output_dir} holds a run with other settings; "
-                            "use another folder")
-        return True
-    write_whole(path, json.dumps(settings, indent=2, sort_keys=True))
-    return False
+    if not path.is_file():
+        write_whole(path, json.dumps(settings, indent=2, sort_keys=True))
+        return 0
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    if recorded != settings:
+        differ = ", ".join(f"{_option(name)} {recorded.get(name, 'unset')} there, "
+                           f"{settings.get(name, 'unset')} here"
+                           for name in sorted(set(recorded) | set(settings))
+                           if recorded.get(name) != settings.get(name))
+        raise UserError(f"--output-dir {output_dir} holds a run with other settings ({differ}); "
+                        "give those options or another folder")
+    return sum(1 for _ in output_dir.glob("estep-*/chunk-*.jsonl")) + sum(
+        1 for name in (EXPORT_FILE, MSTEP_FILE) for _ in output_dir.glob(f"models/*/{name}"))
+
+
+def _option(name: str) -> str:
+    """The command-line spelling of settings key `name` (`max_per_problem` -> --max-per-problem)."""
+    return f"-{name}" if len(name) == 1 else f"--{name.replace('_', '-')}"
 
 
 def _scored(data: dict[str, Any]) -> Scored:
