@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import signal
 import time
@@ -46,6 +47,7 @@ from typing import Any
 
 from steps import REPO_ROOT
 from steps.cluster import ClusterOptions
+from steps.engines import KINDS, check_engine
 from steps.errors import cli_main, shown_path
 from steps.publish.scrub import portable
 from steps.recipe_config import CliParser
@@ -70,6 +72,7 @@ class HelpFormat(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     """The docstring as written, and each option's default."""
 
 
+DEFAULT_OUTPUT_DIR = Path("outputs") / "rest_em_gain"  # under REPO_ROOT
 # What --small sets; options given on the command line win over it.
 SMALL = {"train": 8, "validation": 4, "heldout": 8, "k": 4, "steps": "1-2",
          "learning_rates": "1e-4", "epochs": 1, "max_new_tokens": 96}
@@ -93,12 +96,26 @@ def step_range(text: str) -> str:
 def learning_rates(text: str) -> str:
     """argparse type: comma-separated positive learning rates (kept as written)."""
     try:
-        valid = all(float(rate) > 0 for rate in text.split(","))
+        valid = all(0 < float(rate) < math.inf for rate in text.split(","))
     except ValueError:
         valid = False
     if not valid:
         raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers separated by commas, "
                                          "e.g. 1e-5,3e-5")
+    return text
+
+
+def local_engine(text: str) -> str:
+    """argparse type: an engine this script decodes in its own processes (a GGUF on llama.cpp).
+
+    Raises:
+        UserError: a malformed spec, a missing file or one without a GGUF header (`check_engine`).
+    """
+    kind = KINDS.get(text.partition(":")[0])
+    if kind is not None and not kind.local_decoding:
+        raise argparse.ArgumentTypeError(f"{text!r}: this script samples in its own processes; "
+                                         "give embedded or llamacpp:PATH.gguf")
+    check_engine(text, "--engine")
     return text
 
 
@@ -109,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="smoke run: 8 train, 4 validation, 8 held-out one- and two-step problems (so "
                         "that the base solves some), k 4, 1 epoch at lr 1e-4, short outputs; "
                         "options given as well win")
-    p.add_argument("--engine", default="embedded", help="a GGUF engine: embedded | llamacpp:PATH")
+    p.add_argument("--engine", type=local_engine, default="embedded",
+                   help="a GGUF engine: embedded | llamacpp:PATH.gguf")
     p.add_argument("--train", type=at_least_one, default=400, help="train problems")
     p.add_argument("--validation", type=at_least_one, default=100,
                    help="validation problems (the sweep)")
@@ -133,17 +151,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="replicas of the E-step's LLM steps, one llama.cpp process each (a run "
                         "option: same texts with any number, so a rerun may change it); on 2 cores "
                         "2 decode 1.64x faster than 1")
-    p.add_argument("--output-dir", type=Path, default=REPO_ROOT / "outputs" / "rest_em_gain",
-                   help="where the run's pieces, settings.json and results.json are kept")
+    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR,
+                   help="where the run's pieces, settings.json and results.json are kept (a "
+                        "relative default is under the repository)")
     if p.parse_known_args(argv)[0].small:
         p.set_defaults(**SMALL)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.output_dir == DEFAULT_OUTPUT_DIR:
+        args.output_dir = REPO_ROOT / DEFAULT_OUTPUT_DIR
+    return args
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, str]:
-    """What makes a run's pieces: every option but the folder they are kept in and `--replicas`."""
+    """What makes a run's pieces: every option but the folder they are kept in and `--replicas`.
+
+    (`--small` is not one: the values it sets are.)
+    """
     return {name: str(value) for name, value in sorted(vars(args).items())
-            if name not in ("output_dir", "replicas")}
+            if name not in ("output_dir", "replicas", "small")}
 
 
 def split(problems: list[Problem], sizes: tuple[int, int, int], seed: int
@@ -299,8 +324,8 @@ def main(argv: list[str] | None = None) -> Path:
     check_train_extra()
     base = BaseWeights.from_engine(args.engine)
     kept = claim_output_dir(args.output_dir, run_settings(args))  # after every input check
-    print(f"resuming the run in {shown_path(args.output_dir)}: {kept} finished pieces kept" if kept
-          else f"starting the run in {shown_path(args.output_dir)}")
+    print(f"resuming the run in {shown_path(args.output_dir)} (finished pieces kept: {kept})"
+          if kept else f"starting the run in {shown_path(args.output_dir)}")
     started = time.perf_counter()
     problems = load_problems(f"generate:arithmetic:{args.steps}",
                              count=args.train + args.validation + args.heldout, seed=args.seed)

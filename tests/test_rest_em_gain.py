@@ -8,6 +8,8 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from steps import REPO_ROOT
 from steps.engines import MOST_SEQUENCES, LocalDecoding, build_llm
 from steps.errors import UserError
 from steps.rest_em.estep import EStepResult, ProblemResult
+from steps.rest_em.mstep import SpawnedChildTraceback, in_spawned_child
 from steps.rest_em.mstep_types import MStepResult
 from steps.rest_em.problems import Problem
 from steps.rest_em.run_store import (
@@ -76,6 +79,19 @@ def test_settings_mismatch_is_refused_naming_the_options(tmp_path: Path) -> None
         claim_output_dir(tmp_path / "estep-0" / "chunk-001.jsonl", {})
 
 
+def test_output_folders_of_something_else_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds files of something else"):
+        claim_output_dir(tmp_path, {"k": "16"})
+    with pytest.raises(UserError, match="cannot write there"):  # a folder under a file
+        claim_output_dir(tmp_path / "notes.txt" / "run", {"k": "16"})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "settings.json").write_text("{broken")
+    with pytest.raises(UserError, match="its settings.json is unreadable"):
+        claim_output_dir(tmp_path / "run", {"k": "16"})
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_benchmark_refuses_another_runs_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     gain = _gain_module()
     claim_output_dir(tmp_path, gain.run_settings(gain.parse_args(["--output-dir", str(tmp_path)])))
@@ -91,7 +107,10 @@ def test_benchmark_refuses_another_runs_folder(tmp_path: Path, capsys: pytest.Ca
     (["--replicas", "two"], "argument --replicas: 'two': give a whole number"),
     (["--steps", "4-2"], "argument --steps: '4-2': give MIN-MAX"),
     (["--learning-rates", "1e-5,x"], "argument --learning-rates: '1e-5,x': give positive numbers"),
+    (["--learning-rates", "1e-5,inf"], "argument --learning-rates: '1e-5,inf': give positive"),
     (["--engine", "llamacpp:missing.gguf"], "missing.gguf"),
+    (["--engine", f"llamacpp:{__file__}"], "not a GGUF file"),
+    (["--engine", "vllm:org/model"], "give embedded or llamacpp:PATH.gguf"),
 ])
 def test_bad_input_is_one_line_before_the_run_folder_is_claimed(
         argv: list[str], names: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -107,6 +126,46 @@ def test_small_sets_only_the_options_not_given() -> None:
     small = gain.parse_args(["--small", "-k", "8"])
     assert (small.k, small.train, small.epochs) == (8, 8, 1)
     assert gain.parse_args(["-k", "8", "--small"]).k == 8
+    spelled_out = [f"--{name.replace('_', '-')}" if len(name) > 1 else f"-{name}"
+                   for name in gain.SMALL]
+    values = [str(value) for value in gain.SMALL.values()]
+    assert gain.run_settings(gain.parse_args(["--small"])) == gain.run_settings(  # the same run
+        gain.parse_args([item for pair in zip(spelled_out, values, strict=True) for item in pair]))
+
+
+def test_help_shows_no_local_path(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _gain_module().parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert exited.value.code == 0 and "outputs/rest_em_gain" in shown and str(REPO_ROOT) not in shown
+
+
+def test_spawned_child_returns_its_result_and_raises_its_error() -> None:
+    assert in_spawned_child(sum, [1, 2]) == 3
+    with pytest.raises(ValueError, match="invalid literal") as raised:
+        in_spawned_child(int, "x")
+    assert isinstance(raised.value.__cause__, SpawnedChildTraceback)
+    assert "Traceback" in str(raised.value.__cause__)
+
+
+def test_ctrl_c_ends_a_spawned_m_step_child_in_one_line() -> None:
+    """Ctrl-C reaches the process group: the child, which ignores SIGINT from its start (its
+    imports included), prints nothing and is ended; the parent says `interrupted`."""
+    child = ("import os, signal, time; "
+             "print(os.getpid(), signal.getsignal(signal.SIGINT) == signal.SIG_IGN, flush=True); "
+             "time.sleep(60)")
+    script = f"from steps.rest_em.mstep import in_spawned_child\nin_spawned_child(exec, {child!r})"
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    pid, ignored = run.stdout.readline().split()
+    assert ignored == "True"
+    os.killpg(run.pid, signal.SIGINT)
+    _, errors = run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGINT and errors.strip() == "interrupted"  # (shells: 130)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)
+
 
 
 def test_replicas_is_a_run_option_a_resumed_run_may_change() -> None:

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import signal
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,7 @@ def check_train_extra() -> None:
     missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
     if missing:
         raise UserError(f"the M-step (fine-tuning) needs the [train] extra ({', '.join(missing)} "
-                        "missing): "
-                        "pip install -e '.[train]'")
+                        "missing): pip install -e '.[train]'")
 
 
 def _in_child(function: str, *args: Any, **kwargs: Any) -> Any:
@@ -48,10 +50,64 @@ def _in_child(function: str, *args: Any, **kwargs: Any) -> Any:
     return getattr(sft, function)(*args, **kwargs)
 
 
+class SpawnedChildTraceback(Exception):
+    """The traceback text of an error raised in `in_spawned_child`'s process (the error's cause)."""
+
+
+def _run_and_send(connection: Connection, function: Callable[..., Any], args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> None:
+    try:
+        connection.send((True, function(*args, **kwargs)))
+    except Exception as error:
+        trace = traceback.format_exc()
+        try:
+            connection.send((False, (error, trace)))
+        except Exception:  # an error that does not pickle: its text still arrives
+            connection.send((False, (RuntimeError(f"{type(error).__name__}: {error}"), trace)))
+
+
+def in_spawned_child(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` in a fresh spawned process; returns its result or raises its error.
+
+    `function` and its arguments must pickle (a module-level function). The child ignores SIGINT
+    from its start (an ignored signal stays ignored in a new Python), so Ctrl-C, which reaches
+    the whole process group, prints no traceback of a child half-way through its imports; it
+    raises KeyboardInterrupt here, and the child is ended. (It writes its results whole, so
+    nothing half-written is taken for finished.) Not daemonic: the child may start processes
+    (the verifier's worker).
+
+    Raises:
+        Exception: the child's error, its traceback text as `__cause__` (SpawnedChildTraceback).
+        RuntimeError: the child ended without a result (killed, out of memory).
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_run_and_send, args=(sender, function, args, kwargs),
+                            name="spawned-child")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    sender.close()  # (the child holds its own end: a dead child is an EOF here)
+    try:
+        ok, value = receiver.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(f"the spawned process ended without a result (exit status "
+                           f"{child.exitcode})") from None
+    finally:
+        child.terminate()
+        child.join()
+    if not ok:
+        error, trace = value
+        raise error from SpawnedChildTraceback(trace)
+    return value
+
+
 def _spawned(function: str, *args: Any, **kwargs: Any) -> Any:
     check_train_extra()
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_in_child, function, *args, **kwargs).result()
+    return in_spawned_child(_in_child, function, *args, **kwargs)
 
 
 def fine_tune(base: BaseWeights, rows: list[dict[str, Any]], validation: list[Problem],

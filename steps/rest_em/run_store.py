@@ -49,19 +49,28 @@ def claim_output_dir(output_dir: Path, settings: dict[str, Any]) -> int:
         run; 0 for a new run.
 
     Raises:
-        UserError: `output_dir` is a file, or holds a run with other settings (the message names
-            each differing option with both values), checked before any work.
+        UserError: `output_dir` is a file, cannot be created, holds files of something else (no
+            settings.json), holds an unreadable settings.json, or holds a run with other settings
+            (the message names each differing option with both values). Checked before any work.
     """
+    path = output_dir / SETTINGS_FILE
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} is a file; give a folder")
-    path = output_dir / SETTINGS_FILE
     if not path.is_file():
-        write_whole(path, json.dumps(settings, indent=2, sort_keys=True))
+        if output_dir.is_dir() and any(output_dir.iterdir()):
+            raise UserError(f"--output-dir {output_dir} holds files of something else (no "
+                            f"{SETTINGS_FILE}); give a new or empty folder")
+        try:
+            write_whole(path, json.dumps(settings, indent=2, sort_keys=True))
+        except OSError as error:
+            raise UserError(f"--output-dir {output_dir}: cannot write there ({error.strerror}); "
+                            "give a folder you can write") from None
         return 0
     try:
         recorded = json.loads(path.read_text())
     except (OSError, ValueError):
-        recorded = {}
+        raise UserError(f"--output-dir {output_dir}: its {SETTINGS_FILE} is unreadable; give "
+                        "another folder (or delete this one)") from None
     if recorded != settings:
         differ = ", ".join(f"{_option(name)} {recorded.get(name, 'unset')} there, "
                            f"{settings.get(name, 'unset')} here"
