@@ -48,8 +48,8 @@ from typing import Any
 from steps import REPO_ROOT
 from steps.cluster import ClusterOptions
 from steps.engines import KINDS, check_engine
-from steps.errors import cli_main, shown_path
-from steps.publish.scrub import portable
+from steps.errors import cli_main
+from steps.publish.scrub import portable, portable_path
 from steps.recipe_config import CliParser
 from steps.rest_em.estep import PAPER_SAMPLING, EStepResult, ProblemResult, run_estep
 from steps.rest_em.metrics import bootstrap_interval, per_problem
@@ -69,7 +69,10 @@ from steps.rest_em.run_store import (
 
 
 class HelpFormat(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The docstring as written, and each option's default."""
+    """The docstring as written, and each option's default (an option without one says its own)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 DEFAULT_OUTPUT_DIR = Path("outputs") / "rest_em_gain"  # under REPO_ROOT
@@ -111,8 +114,9 @@ def local_engine(text: str) -> str:
     Raises:
         UserError: a malformed spec, a missing file or one without a GGUF header (`check_engine`).
     """
-    kind = KINDS.get(text.partition(":")[0])
-    if kind is not None and not kind.local_decoding:
+    name, _, rest = text.partition(":")
+    kind = KINDS.get(name)
+    if not (kind and kind.local_decoding and bool(rest) == (":" in kind.usage)):
         raise argparse.ArgumentTypeError(f"{text!r}: this script samples in its own processes; "
                                          "give embedded or llamacpp:PATH.gguf")
     check_engine(text, "--engine")
@@ -151,14 +155,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="replicas of the E-step's LLM steps, one llama.cpp process each (a run "
                         "option: same texts with any number, so a rerun may change it); on 2 cores "
                         "2 decode 1.64x faster than 1")
-    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR,
-                   help="where the run's pieces, settings.json and results.json are kept (a "
-                        "relative default is under the repository)")
+    p.add_argument("--output-dir", type=Path,
+                   help="where the run's pieces, settings.json and results.json are kept "
+                        f"(default: {DEFAULT_OUTPUT_DIR} in the repository)")
     if p.parse_known_args(argv)[0].small:
         p.set_defaults(**SMALL)
     args = p.parse_args(argv)
-    if args.output_dir == DEFAULT_OUTPUT_DIR:
-        args.output_dir = REPO_ROOT / DEFAULT_OUTPUT_DIR
+    args.output_dir = args.output_dir or REPO_ROOT / DEFAULT_OUTPUT_DIR
     return args
 
 
@@ -324,8 +327,8 @@ def main(argv: list[str] | None = None) -> Path:
     check_train_extra()
     base = BaseWeights.from_engine(args.engine)
     kept = claim_output_dir(args.output_dir, run_settings(args))  # after every input check
-    print(f"resuming the run in {shown_path(args.output_dir)} (finished pieces kept: {kept})"
-          if kept else f"starting the run in {shown_path(args.output_dir)}")
+    print(f"resuming the run in {portable_path(args.output_dir)} (finished pieces kept: {kept})"
+          if kept else f"starting the run in {portable_path(args.output_dir)}")
     started = time.perf_counter()
     problems = load_problems(f"generate:arithmetic:{args.steps}",
                              count=args.train + args.validation + args.heldout, seed=args.seed)
@@ -368,7 +371,7 @@ def main(argv: list[str] | None = None) -> Path:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "results.json").write_text(json.dumps(portable(report), indent=2))
     print_table(report, args.k)
-    print(f"wrote {shown_path(args.output_dir / 'results.json')} ({report['wall_time_s']} s)")
+    print(f"wrote {portable_path(args.output_dir / 'results.json')} ({report['wall_time_s']} s)")
     return args.output_dir
 
 

@@ -202,7 +202,8 @@ class EngineSpec:
             return cls(kind.name, str(embedded_gguf()))
         if kind and form == "PATH.gguf" and rest:
             if not Path(rest).is_file():
-                raise UserError(f"engine {spec!r}: GGUF file {rest} not found")
+                raise UserError(f"engine {spec!r}: GGUF file {rest} not found (or not a file); "
+                                "give an existing .gguf file")
             return cls(kind.name, rest)
         if kind and form == "MODEL@BASE_URL" and "@" in rest:
             model, _, base_url = rest.partition("@")

@@ -43,8 +43,7 @@ def _local_paths(text: str) -> str:
     return text.replace(home + os.sep, "~" + os.sep) if home not in ("", "/") else text
 
 
-def shown_path(path: Path) -> str:
-    """`path` as printed to the user: relative to the working directory, else without local parts."""
+def _shown(path: Path) -> str:
     relative = os.path.relpath(path)
     return relative if not relative.startswith("..") else _local_paths(str(path))
 
@@ -108,7 +107,7 @@ def report(error: BaseException) -> int:
         print(error_line(error), file=sys.stderr)
         return 2
     try:
-        where = f"; details in {shown_path(write_error_log(error))}"
+        where = f"; details in {_shown(write_error_log(error))}"
     except OSError:
         where = "; no log written (no writable folder)"
     print(error_line(error) + where, file=sys.stderr)

@@ -73,7 +73,7 @@ def test_settings_mismatch_is_refused_naming_the_options(tmp_path: Path) -> None
     with pytest.raises(UserError) as refused:
         claim_output_dir(tmp_path, {"k": "4", "max_per_problem": "4", "seed": "1"})
     assert str(refused.value) == (f"--output-dir {tmp_path} holds a run with other settings (-k 16 "
-                                  "there, 4 here, --seed unset there, 1 here); give those options "
+                                  "there, 4 here; --seed unset there, 1 here); give those options "
                                   "or another folder")
     with pytest.raises(UserError, match="is a file; give a folder"):
         claim_output_dir(tmp_path / "estep-0" / "chunk-001.jsonl", {})
@@ -86,9 +86,10 @@ def test_output_folders_of_something_else_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot write there"):  # a folder under a file
         claim_output_dir(tmp_path / "notes.txt" / "run", {"k": "16"})
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "settings.json").write_text("{broken")
-    with pytest.raises(UserError, match="its settings.json is unreadable"):
-        claim_output_dir(tmp_path / "run", {"k": "16"})
+    for unreadable in ("{broken", "[1, 2]"):
+        (tmp_path / "run" / "settings.json").write_text(unreadable)
+        with pytest.raises(UserError, match="its settings.json is unreadable"):
+            claim_output_dir(tmp_path / "run", {"k": "16"})
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -98,7 +99,7 @@ def test_benchmark_refuses_another_runs_folder(tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit) as exited:
         gain.main(["--small", "--output-dir", str(tmp_path)])
     assert exited.value.code == 2
-    assert "holds a run with other settings (--epochs 3 there, 1 here," in capsys.readouterr().err
+    assert "holds a run with other settings (--epochs 3 there, 1 here;" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]  # no work started
 
 
@@ -111,6 +112,7 @@ def test_benchmark_refuses_another_runs_folder(tmp_path: Path, capsys: pytest.Ca
     (["--engine", "llamacpp:missing.gguf"], "missing.gguf"),
     (["--engine", f"llamacpp:{__file__}"], "not a GGUF file"),
     (["--engine", "vllm:org/model"], "give embedded or llamacpp:PATH.gguf"),
+    (["--engine", "embedded:x"], "give embedded or llamacpp:PATH.gguf"),
 ])
 def test_bad_input_is_one_line_before_the_run_folder_is_claimed(
         argv: list[str], names: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -133,11 +135,17 @@ def test_small_sets_only_the_options_not_given() -> None:
         gain.parse_args([item for pair in zip(spelled_out, values, strict=True) for item in pair]))
 
 
-def test_help_shows_no_local_path(capsys: pytest.CaptureFixture) -> None:
+def test_the_default_folder_is_in_the_repository_and_shown_without_local_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    gain = _gain_module()
     with pytest.raises(SystemExit) as exited:
-        _gain_module().parse_args(["--help"])
+        gain.parse_args(["--help"])
     shown = capsys.readouterr().out
     assert exited.value.code == 0 and "outputs/rest_em_gain" in shown and str(REPO_ROOT) not in shown
+    monkeypatch.chdir(tmp_path)
+    assert gain.parse_args([]).output_dir == REPO_ROOT / "outputs" / "rest_em_gain"
+    given = gain.parse_args(["--output-dir", "outputs/rest_em_gain"]).output_dir
+    assert given.resolve() == tmp_path / "outputs" / "rest_em_gain"  # where the user is
 
 
 def test_spawned_child_returns_its_result_and_raises_its_error() -> None:

@@ -68,11 +68,13 @@ def claim_output_dir(output_dir: Path, settings: dict[str, Any]) -> int:
         return 0
     try:
         recorded = json.loads(path.read_text())
+        if not isinstance(recorded, dict):
+            raise ValueError(path)
     except (OSError, ValueError):
         raise UserError(f"--output-dir {output_dir}: its {SETTINGS_FILE} is unreadable; give "
                         "another folder (or delete this one)") from None
     if recorded != settings:
-        differ = ", ".join(f"{_option(name)} {recorded.get(name, 'unset')} there, "
+        differ = "; ".join(f"{_option(name)} {recorded.get(name, 'unset')} there, "
                            f"{settings.get(name, 'unset')} here"
                            for name in sorted(set(recorded) | set(settings))
                            if recorded.get(name) != settings.get(name))
